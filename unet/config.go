@@ -326,4 +326,3 @@ func (c Config) Levels() int { return len(c.BlockOutChannels) }
 func (c Config) hasAttention(blockType string) bool {
 	return strings.HasPrefix(blockType, "Attn")
 }
-

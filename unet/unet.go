@@ -324,4 +324,3 @@ func (m *Model) attention(w nn.Scope, x *graph.Node, groups int, s float64) *gra
 	}
 	return out
 }
-
