@@ -61,7 +61,13 @@ func checkFrames(frames []Frame, n, c, h, w int, opts TrajectoryOptions) (hasX0 
 }
 
 // tLabel is the column header of timestep t.
-func tLabel(t int) string { return fmt.Sprintf("t=%d", t) }
+// tLabel names a frame by its timestep; a negative T marks the final output x_0.
+func tLabel(t int) string {
+	if t < 0 {
+		return "output"
+	}
+	return fmt.Sprintf("t=%d", t)
+}
 
 // stripLayout places the cells of Trajectory.
 type stripLayout struct {

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/ddpm/ddpm/backend"
+	"github.com/gomlx/gomlx/backends"
+)
+
+// backendFlag adds --backend to fs.
+func backendFlag(fs *flag.FlagSet) *string {
+	return fs.String("backend", "", "compute backend: auto (CUDA, else XLA CPU, else pure Go), go, cuda, cpu, or xla:/path/plugin.so (default $GOMLX_BACKEND, else auto)")
+}
+
+// openBackend creates the backend and says on stderr which one runs.
+func openBackend(name string, stderr io.Writer) (backends.Backend, backend.Info, error) {
+	b, info, err := backend.New(name)
+	if err != nil {
+		return nil, info, err
+	}
+	fmt.Fprintf(stderr, "backend: %s (%s)\n", info, info.Reason)
+	return b, info, nil
+}
+
+func runBackends(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("backends", "", stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	for _, k := range []backend.Kind{backend.CUDA, backend.CPU} {
+		found, searched := backend.Search(k)
+		fmt.Fprintf(stdout, "%s plugins:\n", k)
+		if len(found) == 0 {
+			fmt.Fprintf(stdout, "  none (searched %d places; `ddpm backends -v` lists them)\n", len(searched))
+		}
+		for _, p := range found {
+			fmt.Fprintf(stdout, "  %s\n", p.Path)
+		}
+	}
+	fmt.Fprintln(stdout, "go: always available (pure Go, slow)")
+	b, info, err := backend.New("")
+	if err != nil {
+		return err
+	}
+	_ = b
+	fmt.Fprintf(stdout, "chosen: %s (%s)\n", info, info.Reason)
+	return nil
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/ddpm/ddpm/checkpoint"
+	"github.com/ddpm/ddpm/pipeline"
+)
+
+func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("export", "--run DIR --out MODEL_DIR [--dtype f32|f16|bf16] [--online]", stderr)
+	var (
+		runDir = fs.String("run", "", "a run directory of ddpm train, or any diffusers pipeline directory or hub name")
+		out    = fs.String("out", "", "the diffusers pipeline directory to write (DDPMPipeline.from_pretrained loads it)")
+		dtype  = fs.String("dtype", "f32", "weight precision: f32, f16 or bf16")
+		online = fs.Bool("online", false, "export the online weights of the last checkpoint instead of the EMA weights")
+	)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *runDir == "" || *out == "" {
+		return usagef("export: --run and --out are required")
+	}
+	dt := checkpoint.DType(strings.ToUpper(*dtype))
+	if dt != checkpoint.F32 && dt != checkpoint.F16 && dt != checkpoint.BF16 {
+		return usagef("export: --dtype %s: want f32, f16 or bf16", *dtype)
+	}
+	if abs(*runDir) == abs(*out) {
+		return usagef("export: --out is the run directory itself, which is already a diffusers pipeline")
+	}
+	src, err := resolveModel(ctx, *runDir, stderr)
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.Load(src)
+	if err != nil {
+		return err
+	}
+	if *online {
+		st, _, path, err := loadLatest(src, p.UNet)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "online weights of %s\n", path)
+		p.Weights = st.Params
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	if err := pipeline.Save(*out, p, dt); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s weights): load it with DDPMPipeline.from_pretrained(%q)\n", *out, dt, *out)
+	return nil
+}
+
+func abs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return a
+}

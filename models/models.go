@@ -1,0 +1,106 @@
+// Package models bundles small pretrained models with the binary, so that `ddpm sample` works on a fresh
+// machine without a download. Each is a diffusers pipeline directory (model_index.json, unet/,
+// scheduler/), loadable by diffusers' DDPMPipeline.from_pretrained as it is.
+package models
+
+import (
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+)
+
+//go:embed mnist
+var bundled embed.FS
+
+// Names lists the bundled models.
+func Names() []string {
+	entries, _ := bundled.ReadDir(".")
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Dir returns a directory holding the bundled model name: the copy in the user's cache directory
+// (written once, keyed by the content's hash, so a new binary with new weights never reads stale ones).
+func Dir(name string) (string, error) {
+	if _, err := fs.Stat(bundled, path.Join(name, "model_index.json")); err != nil {
+		return "", fmt.Errorf("models: no bundled model %q (have %v)", name, Names())
+	}
+	h := sha256.New()
+	var files []string
+	err := fs.WalkDir(bundled, name, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := bundled.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		h.Write([]byte(p))
+		h.Write(b)
+		files = append(files, p)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("models: %w", err)
+	}
+	root, err := cacheRoot()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(root, name+"-"+hex.EncodeToString(h.Sum(nil))[:12])
+	if _, err := os.Stat(filepath.Join(dir, "model_index.json")); err == nil {
+		return dir, nil
+	}
+	tmp, err := os.MkdirTemp(root, "."+name+"-*")
+	if err != nil {
+		return "", fmt.Errorf("models: %w", err)
+	}
+	for _, p := range files {
+		b, _ := bundled.ReadFile(p)
+		dst := filepath.Join(tmp, filepath.FromSlash(p[len(name)+1:]))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			os.RemoveAll(tmp)
+			return "", fmt.Errorf("models: %w", err)
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			os.RemoveAll(tmp)
+			return "", fmt.Errorf("models: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		os.RemoveAll(tmp)
+		if _, statErr := os.Stat(filepath.Join(dir, "model_index.json")); statErr == nil {
+			return dir, nil // another process won the race
+		}
+		return "", fmt.Errorf("models: %w", err)
+	}
+	return dir, nil
+}
+
+func cacheRoot() (string, error) {
+	root := os.Getenv("DDPM_CACHE")
+	if root == "" {
+		c, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("models: no cache directory (set DDPM_CACHE): %w", err)
+		}
+		root = filepath.Join(c, "ddpm")
+	}
+	root = filepath.Join(root, "models")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", fmt.Errorf("models: %w", err)
+	}
+	return root, nil
+}

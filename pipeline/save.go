@@ -1,0 +1,212 @@
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/ddpm/ddpm/checkpoint"
+)
+
+// DiffusersVersion is the _diffusers_version that Save writes (the same as unet.Config.MarshalJSON).
+const DiffusersVersion = "0.30.0"
+
+// Save writes p as a diffusers DDPMPipeline directory that DDPMPipeline.from_pretrained(dir) loads
+// unchanged, with the weights stored as dtype (F32, F16 or BF16):
+//
+//	model_index.json                           DDPMPipeline; unet UNet2DModel; scheduler DDPMScheduler
+//	unet/config.json                           unet.Config.MarshalJSON
+//	unet/diffusion_pytorch_model.safetensors   metadata {"format": "pt"}, as diffusers writes it
+//	scheduler/scheduler_config.json            every DDPMScheduler field (SchedulerConfig.MarshalJSON)
+//
+// A DDIMPipeline is saved as a DDPMPipeline too; its set_alpha_to_one, when false, rides along in the
+// scheduler config, where DDIMScheduler.from_config finds it.
+//
+// Every file is first written complete under a temporary name beside its target; only when all are
+// written are existing files moved aside and the new ones renamed into place, and if a rename fails the
+// earlier ones are undone. So an error never leaves a mix of old and new files. Other files in dir are left
+// alone.
+func Save(dir string, p *Pipeline, dtype checkpoint.DType) error {
+	if p == nil || p.UNet == nil {
+		return fmt.Errorf("pipeline: Save: no pipeline or no UNet; make one with Load or New")
+	}
+	weights, err := p.UNet.File(p.Weights, dtype)
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	weights.Metadata = map[string]string{"format": "pt"}
+	unetConfig, err := p.UNet.Config.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("pipeline: unet config: %w", err)
+	}
+	unetConfig = append(unetConfig, '\n')
+	schedConfig, err := p.SchedulerConfig(DDPMScheduler).MarshalJSON()
+	if err != nil {
+		return err
+	}
+	index, err := marshalConfig(map[string]any{
+		"_class_name":        DDPMPipeline,
+		"_diffusers_version": DiffusersVersion,
+		"scheduler":          []string{"diffusers", DDPMScheduler.String()},
+		"unet":               []string{"diffusers", "UNet2DModel"},
+	})
+	if err != nil {
+		return err
+	}
+	return writeFiles(dir, []outFile{
+		{"unet/" + SafetensorsFile, func(w io.Writer) error { return checkpoint.EncodeSafetensors(w, weights) }},
+		{"unet/" + UNetConfigFile, writeBytes(unetConfig)},
+		{"scheduler/" + SchedulerConfigFile, writeBytes(schedConfig)},
+		{ModelIndexFile, writeBytes(index)},
+	})
+}
+
+type outFile struct {
+	rel   string // slash-separated, relative to the directory
+	write func(io.Writer) error
+}
+
+func writeBytes(b []byte) func(io.Writer) error {
+	return func(w io.Writer) error {
+		_, err := io.Copy(w, bytes.NewReader(b))
+		return err
+	}
+}
+
+// rename is os.Rename; tests replace it to make a rename fail.
+var rename = os.Rename
+
+// writeFiles writes files into dir as one change: all written under temporary names first, then renamed
+// into place with the old files moved aside, undone on the first failure, and the old files removed last.
+func writeFiles(dir string, files []outFile) (err error) {
+	targets := make([]string, len(files))
+	for i, f := range files {
+		targets[i] = filepath.Join(dir, filepath.FromSlash(f.rel))
+		if fi, err := os.Lstat(targets[i]); err == nil && fi.IsDir() {
+			return fmt.Errorf("pipeline: %s is a directory; remove it or save elsewhere", targets[i])
+		}
+	}
+
+	// 1. The new files, complete and synced, beside their targets.
+	tmps := make([]string, len(files))
+	defer func() {
+		if err != nil {
+			for _, t := range tmps {
+				if t != "" {
+					os.Remove(t)
+				}
+			}
+		}
+	}()
+	for i, f := range files {
+		if err := os.MkdirAll(filepath.Dir(targets[i]), 0o755); err != nil {
+			return fmt.Errorf("pipeline: %w (is %s writable?); nothing in it was changed", err, dir)
+		}
+		if tmps[i], err = writeTemp(targets[i], f.write); err != nil {
+			return fmt.Errorf("pipeline: writing %s: %w; nothing in %s was changed", targets[i], err, dir)
+		}
+	}
+
+	// 2. Old files aside, new files in; any failure puts everything back.
+	type step struct {
+		target, backup string
+		placed         bool
+	}
+	var done []*step
+	undo := func() {
+		for j := len(done) - 1; j >= 0; j-- {
+			s := done[j]
+			if s.placed {
+				os.Remove(s.target)
+			}
+			if s.backup != "" {
+				os.Rename(s.backup, s.target)
+			}
+		}
+	}
+	for i, target := range targets {
+		s := &step{target: target}
+		if _, err := os.Lstat(target); err == nil {
+			s.backup = backupName(target)
+			if err := rename(target, s.backup); err != nil {
+				undo()
+				return fmt.Errorf("pipeline: moving %s aside: %w; %s was left as it was", target, err, dir)
+			}
+		}
+		done = append(done, s)
+		if err := rename(tmps[i], target); err != nil {
+			undo()
+			return fmt.Errorf("pipeline: renaming into %s: %w; %s was left as it was", target, err, dir)
+		}
+		s.placed, tmps[i] = true, ""
+	}
+
+	// 3. The old files go.
+	for _, s := range done {
+		if s.backup != "" {
+			os.Remove(s.backup)
+		}
+	}
+	syncDirs(targets)
+	return nil
+}
+
+// writeTemp writes a file through write into a new temporary file beside target and syncs it.
+func writeTemp(target string, write func(io.Writer) error) (name string, err error) {
+	dir, base := filepath.Split(target)
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	w := bufio.NewWriterSize(f, 1<<20)
+	if err := write(w); err != nil {
+		return "", err
+	}
+	if err := w.Flush(); err != nil {
+		return "", err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+func backupName(target string) string {
+	var b [6]byte
+	rand.Read(b[:])
+	dir, base := filepath.Split(target)
+	return filepath.Join(dir, "."+base+".old-"+hex.EncodeToString(b[:]))
+}
+
+// syncDirs makes the renames durable; not every platform can sync a directory, so failures are ignored.
+func syncDirs(paths []string) {
+	seen := map[string]bool{}
+	for _, p := range paths {
+		d := filepath.Dir(p)
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		if f, err := os.Open(d); err == nil {
+			f.Sync()
+			f.Close()
+		}
+	}
+}
