@@ -67,6 +67,7 @@ func init() {
 		"train":    {"train a diffusion model (MNIST, Fashion-MNIST)", runTrain},
 		"sample":   {"generate images from a run, a model directory or a hub model", runSample},
 		"export":   {"write a run as a diffusers pipeline directory", runExport},
+		"verify":   {"check this machine's backend against diffusers' reference outputs", runVerify},
 		"backends": {"list the compute backends found on this machine", runBackends},
 	}
 }

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ddpm/ddpm/checkpoint"
+	"github.com/ddpm/ddpm/internal/shared"
+)
+
+// ddpm runs the CLI in-process on the pure-Go backend and returns stdout, stderr and the error.
+func ddpm(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") && args[0] != "help" {
+		args = append([]string{args[0], "--backend", "go"}, args[1:]...)
+	}
+	err := run(context.Background(), args, &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestVerifyAgainstDiffusers(t *testing.T) {
+	dir := shared.Path(t, "diffusers/tiny-ddpm-cifar10")
+	out, stderr, err := ddpm(t, "verify", "--fixture", dir)
+	if err != nil {
+		t.Fatalf("verify: %v\n%s%s", err, out, stderr)
+	}
+	// Three weights files (safetensors, legacy attention names, torch .bin) x four checks.
+	if n := strings.Count(out, " ok\n"); n != 12 {
+		t.Errorf("verify passed %d checks, want 12:\n%s", n, out)
+	}
+}
+
+// The command of issue 4: DDPM from a recorded x_T with diffusers' recorded step noise, from a
+// directory that has only the .bin weights, to a raw safetensors file.
+func TestSampleReproducesDiffusersDDPM(t *testing.T) {
+	src := shared.Path(t, "diffusers/tiny-ddpm-cifar10")
+	dir := t.TempDir()
+	for _, f := range []string{"model_index.json", "scheduler/scheduler_config.json", "unet/config.json", "unet/diffusion_pytorch_model.bin"} {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref := filepath.Join(src, "reference_io.safetensors")
+	outPath := filepath.Join(t.TempDir(), "x0.safetensors")
+	if _, stderr, err := ddpm(t, "sample", "--model", dir, "--scheduler", "ddpm", "--steps", "20",
+		"--init", ref+"#ddpm20_x_T", "--noise", ref+"#ddpm20_noise", "--out", outPath); err != nil {
+		t.Fatalf("sample: %v\n%s", err, stderr)
+	}
+	got, err := checkpoint.ReadSafetensors(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := checkpoint.ReadSafetensors(ref)
+	a, _ := got.Tensors["sample"].Float32()
+	b, _ := r.Tensors["ddpm20_x_0"].Float32()
+	if len(a) != len(b) {
+		t.Fatalf("sample has %d values, want %d", len(a), len(b))
+	}
+	for i := range a {
+		if d := a[i] - b[i]; d > 1e-4 || d < -1e-4 {
+			t.Fatalf("sample[%d] = %g, diffusers %g", i, a[i], b[i])
+		}
+	}
+}
+
+const tinyUNet = `{"_class_name": "UNet2DModel", "sample_size": 28, "in_channels": 1, "out_channels": 1,
+ "block_out_channels": [8, 16], "layers_per_block": 1, "norm_num_groups": 4, "attention_head_dim": null,
+ "down_block_types": ["DownBlock2D", "AttnDownBlock2D"], "up_block_types": ["AttnUpBlock2D", "UpBlock2D"]}`
+
+// Train a tiny UNet on MNIST for 2 steps, resume to 4; a damaged newest checkpoint is skipped, not
+// deleted, and bad flags are usage errors.
+func TestTrainResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains on MNIST")
+	}
+	cfg := filepath.Join(t.TempDir(), "unet.json")
+	os.WriteFile(cfg, []byte(tinyUNet), 0o644)
+	dir := filepath.Join(t.TempDir(), "run")
+	common := []string{"--sample-steps", "1", "--checkpoint-every", "2", "--keep", "5"}
+	_, stderr, err := ddpm(t, append([]string{"train", "--data", "mnist", "--out", dir, "--unet-config", cfg,
+		"--batch", "4", "--max-steps", "2"}, common...)...)
+	if err != nil {
+		t.Fatalf("train: %v\n%s", err, stderr)
+	}
+	for _, f := range []string{"train.json", "loss.csv", "loss.png", "model_index.json", "unet/config.json",
+		"unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json", "samples/final.png",
+		"checkpoints/step-00000002.safetensors"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("run directory lacks %s", f)
+		}
+	}
+	if _, _, err := ddpm(t, "train", "--data", "mnist", "--out", dir); err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Errorf("training into a non-empty --out: err = %v, want advice to --resume", err)
+	}
+	if _, stderr, err = ddpm(t, "train", "--resume", dir, "--max-steps", "4"); err != nil {
+		t.Fatalf("resume: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "at step 2") {
+		t.Errorf("resume did not start at step 2:\n%s", stderr)
+	}
+	rows := readCSV(t, filepath.Join(dir, "loss.csv"))
+	if len(rows) != 5 || rows[4][0] != "4" {
+		t.Errorf("loss.csv after resume: %v, want a header and steps 1..4", rows)
+	}
+	// Damage the newest checkpoint: resuming must fall back to step 2 and leave the file alone.
+	newest := filepath.Join(dir, "checkpoints", "step-00000004.safetensors")
+	if err := os.WriteFile(newest, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err = ddpm(t, "train", "--resume", dir, "--max-steps", "3"); err != nil {
+		t.Fatalf("resume past a damaged checkpoint: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "at step 2") {
+		t.Errorf("resume with a damaged newest checkpoint did not fall back to step 2:\n%s", stderr)
+	}
+	if b, _ := os.ReadFile(newest); string(b) != "garbage" {
+		t.Errorf("the damaged checkpoint was modified or removed")
+	}
+	if _, _, err := ddpm(t, "train", "--resume", dir, "--lr", "1"); !isUsage(err) {
+		t.Errorf("changing --lr on resume: err = %v, want a usage error", err)
+	}
+}
+
+func TestSampleWritesGridAndTrajectory(t *testing.T) {
+	src := shared.Path(t, "diffusers/tiny-ddpm-cifar10")
+	dir := t.TempDir()
+	grid, traj := filepath.Join(dir, "g.png"), filepath.Join(dir, "t.gif")
+	if _, stderr, err := ddpm(t, "sample", "--model", src, "--sampler", "ddim", "--steps", "4", "--n", "4",
+		"--out", grid, "--trajectory", traj); err != nil {
+		t.Fatalf("sample: %v\n%s", err, stderr)
+	}
+	f, err := os.Open(grid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2x2 cells of 16x16 at scale 2 with padding 2: 2*32 + 3*2 = 70.
+	if b := img.Bounds(); b.Dx() != 70 || b.Dy() != 70 {
+		t.Errorf("grid is %v, want 70x70", b)
+	}
+	if fi, err := os.Stat(traj); err != nil || fi.Size() == 0 {
+		t.Errorf("no trajectory GIF: %v", err)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	src := shared.Path(t, "diffusers/tiny-ddpm-cifar10")
+	for _, c := range []struct {
+		name  string
+		args  []string
+		usage bool
+		want  string
+	}{
+		{"unknown command", []string{"frobnicate"}, true, "unknown command"},
+		{"bad output type", []string{"sample", "--model", src, "--out", "x.jpg"}, true, ".png or .safetensors"},
+		{"run and model", []string{"sample", "--run", "a", "--model", "b"}, true, "not both"},
+		{"missing key", []string{"sample", "--model", src, "--init", filepath.Join(src, "reference_io.safetensors") + "#nope", "--out", filepath.Join(t.TempDir(), "x.png")}, false, "has no tensor \"nope\""},
+		{"bad sampler", []string{"sample", "--model", src, "--sampler", "euler", "--out", filepath.Join(t.TempDir(), "x.png")}, true, "want ddpm or ddim"},
+		{"train without out", []string{"train"}, true, "--out"},
+		{"bad holdout", []string{"train", "--out", t.TempDir() + "/r", "--holdout", "2"}, true, "--holdout"},
+		{"missing model dir", []string{"sample", "--model", "/nonexistent/dir", "--out", "x.png"}, false, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := ddpm(t, c.args...)
+			if err == nil {
+				t.Fatalf("ddpm %v succeeded", c.args)
+			}
+			if c.usage != isUsage(err) {
+				t.Errorf("ddpm %v: %v (usage error: %v, want %v)", c.args, err, isUsage(err), c.usage)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("ddpm %v: %v, want it to say %q", c.args, err, c.want)
+			}
+		})
+	}
+}
+
+func isUsage(err error) bool {
+	var u usageError
+	return errors.As(err, &u)
+}
+
+func readCSV(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
