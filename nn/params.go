@@ -195,3 +195,76 @@ func (l SpecList) Norm(name string, c int) {
 
 // Specs returns the accumulated specs.
 func (l SpecList) Specs() []Spec { return *l.list }
+
+// Offsets returns where each weight of specs starts in the flat vector that Flatten makes, and the
+// total size.
+func Offsets(specs []Spec) (offsets []int, total int) {
+	offsets = make([]int, len(specs))
+	for i, s := range specs {
+		offsets[i] = total
+		total += s.Size()
+	}
+	return offsets, total
+}
+
+// Flatten concatenates weights (in specs order) into one float32 vector [total]: one device buffer
+// instead of hundreds, so that a compiled call has few inputs and the optimizer runs as one fused
+// update.
+func Flatten(specs []Spec, weights []*tensors.Tensor) (*tensors.Tensor, error) {
+	if len(weights) != len(specs) {
+		return nil, fmt.Errorf("nn.Flatten: %d weights for %d specs", len(weights), len(specs))
+	}
+	_, total := Offsets(specs)
+	flat := make([]float32, 0, total)
+	for i, s := range specs {
+		v, err := tensors.CopyFlatData[float32](weights[i])
+		if err != nil {
+			return nil, fmt.Errorf("nn.Flatten: %s: %w", s.Name, err)
+		}
+		if len(v) != s.Size() {
+			return nil, fmt.Errorf("nn.Flatten: %s has %d values, want %d (shape %v)", s.Name, len(v), s.Size(), s.Shape)
+		}
+		flat = append(flat, v...)
+	}
+	return tensors.FromFlatDataAndDimensions(flat, total), nil
+}
+
+// Unflatten splits a flat vector made by Flatten back into weights of specs' shapes, on the host.
+func Unflatten(specs []Spec, flat *tensors.Tensor) ([]*tensors.Tensor, error) {
+	v, err := tensors.CopyFlatData[float32](flat)
+	if err != nil {
+		return nil, fmt.Errorf("nn.Unflatten: %w", err)
+	}
+	offsets, total := Offsets(specs)
+	if len(v) != total {
+		return nil, fmt.Errorf("nn.Unflatten: %d values for %d parameters", len(v), total)
+	}
+	out := make([]*tensors.Tensor, len(specs))
+	for i, s := range specs {
+		out[i] = tensors.FromFlatDataAndDimensions(slices.Clone(v[offsets[i]:offsets[i]+s.Size()]), s.Shape...)
+	}
+	return out, nil
+}
+
+// SplitFlat is Unflatten inside a graph: views of flat [total] as the weights of specs (slices and
+// reshapes, free in XLA).
+func SplitFlat(specs []Spec, flat *graph.Node) []*graph.Node {
+	offsets, total := Offsets(specs)
+	if flat.Rank() != 1 || flat.Shape().Dimensions[0] != total {
+		panic(fmt.Errorf("nn.SplitFlat: flat weights have shape %v, want [%d]", flat.Shape().Dimensions, total))
+	}
+	out := make([]*graph.Node, len(specs))
+	for i, s := range specs {
+		out[i] = graph.Reshape(slice(flat, []int{offsets[i]}, []int{offsets[i] + s.Size()}), s.Shape...)
+	}
+	return out
+}
+
+// JoinFlat is the inverse of SplitFlat: nodes of specs' shapes concatenated into one [total] vector.
+func JoinFlat(specs []Spec, nodes []*graph.Node) *graph.Node {
+	parts := make([]*graph.Node, len(nodes))
+	for i, n := range nodes {
+		parts[i] = graph.Reshape(n, specs[i].Size())
+	}
+	return graph.Concatenate(parts, 0)
+}

@@ -45,6 +45,11 @@ type Options struct {
 	// OnStep receives, for each recorded step i at timestep t, host copies of the step's input x_t and its
 	// prediction x0Hat, both [N,C,H,W] float32, in step order.
 	OnStep func(i, t int, xt, x0Hat *tensors.Tensor)
+	// StepsPerCall is how many steps one compiled call runs (0 or 1: one). Each call ends with the
+	// device synchronizing with the host, so on a GPU several steps per call (10, say) remove most of
+	// the per-step overhead, at the price of a larger graph to compile. It is rounded down to a divisor
+	// of the number of steps, so one graph serves every call, and ignored when Record is set.
+	StepsPerCall int
 }
 
 func (o *Options) validate(steps int) error {
@@ -117,31 +122,9 @@ func Run(b backends.Backend, m Model, plan Plan, opts Options) (result *tensors.
 	deviceNoise := opts.Noise == nil
 	hasLabels := opts.Labels != nil
 
-	// Per-step inputs, put on the device once.
-	rows, ts := make([]*tensors.Tensor, len(plan)), make([]*tensors.Tensor, len(plan))
-	for i, st := range plan {
-		rows[i] = tensors.FromFlatDataAndDimensions(st.Coef.Row(), RowSize)
-		ts[i] = tensors.FromScalarAndDimensions(int32(st.T), opts.N)
-		for _, x := range []*tensors.Tensor{rows[i], ts[i]} {
-			if err := x.MaterializeOnDevice(b, false, 0); err != nil {
-				return nil, fmt.Errorf("sampler: run: %w", err)
-			}
-		}
-	}
 	var labels *tensors.Tensor
 	if hasLabels {
 		labels = tensors.FromFlatDataAndDimensions(slices.Clone(opts.Labels), opts.N)
-	}
-	var noise []*tensors.Tensor // host-supplied step noise, one [N,C,H,W] tensor per step
-	if !deviceNoise {
-		flat, err := tensors.CopyFlatData[float32](opts.Noise)
-		if err != nil {
-			return nil, fmt.Errorf("sampler: run: Options.Noise: %w", err)
-		}
-		size := sampleShape.Size()
-		for i := range plan {
-			noise = append(noise, tensors.FromFlatDataAndDimensions(flat[i*size:(i+1)*size], dims...))
-		}
 	}
 
 	rng, err := graph.RNGStateFromSeed(opts.Seed)
@@ -165,42 +148,83 @@ func Run(b backends.Backend, m Model, plan Plan, opts Options) (result *tensors.
 		rng, xt, ownXt = out[0], out[1], true
 	}
 
+	k := stepsPerCall(opts, len(plan))
 	nw := len(weights)
 	step, err := graph.NewExec(b, func(in []*graph.Node) []*graph.Node {
-		w, x, row, t := in[:nw], in[nw], in[nw+1], in[nw+2]
-		k := nw + 3
+		w, x, rows, ts := in[:nw], in[nw], in[nw+1], in[nw+2] // rows [k, RowSize], ts [k, N]
+		next := nw + 3
 		var y *graph.Node
 		if hasLabels {
-			y, k = in[k], k+1
+			y, next = in[next], next+1
 		}
-		out := m.Denoiser(w)(x, t, y)
-		if out == nil || !out.Shape().Equal(x.Shape()) {
-			panic(fmt.Errorf("the denoiser returned %v for x_t of shape %s; want float32 of the same shape", shapeOf(out), x.Shape()))
+		rng := in[next] // the rng state, or the host noise [k, N, ...]
+		denoise := m.Denoiser(w)
+		var x0Hat *graph.Node
+		for j := 0; j < k; j++ {
+			t := graph.Reshape(graph.Slice(ts, graph.AxisElem(j), graph.AxisRange()), opts.N)
+			row := graph.Reshape(graph.Slice(rows, graph.AxisElem(j), graph.AxisRange()), RowSize)
+			out := denoise(x, t, y)
+			if out == nil || !out.Shape().Equal(x.Shape()) {
+				panic(fmt.Errorf("the denoiser returned %v for x_t of shape %s; want float32 of the same shape", shapeOf(out), x.Shape()))
+			}
+			var z *graph.Node
+			if deviceNoise {
+				rng, z = graph.RandomNormal(rng, x.Shape())
+			} else {
+				z = graph.Reshape(graph.Slice(rng, graph.AxisElem(j)), x.Shape().Dimensions...)
+			}
+			x, x0Hat = GraphStep(row, x, out, z)
 		}
-		var z, rngOut *graph.Node
 		if deviceNoise {
-			rngOut, z = graph.RandomNormal(in[k], x.Shape())
-		} else {
-			z = in[k]
+			return []*graph.Node{x, x0Hat, rng}
 		}
-		prev, x0Hat := GraphStep(row, x, out, z)
-		if deviceNoise {
-			return []*graph.Node{prev, x0Hat, rngOut}
-		}
-		return []*graph.Node{prev, x0Hat}
+		return []*graph.Node{x, x0Hat}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sampler: run: %w", err)
 	}
 	defer step.Finalize()
-	step.SetMaxCache(1) // every step has the same shapes: one compiled graph
+	step.SetMaxCache(1) // every call has the same shapes: one compiled graph
+
+	// Per-call inputs, put on the device once: the coefficient rows and timesteps of each call's steps.
+	calls := len(plan) / k
+	rows, ts := make([]*tensors.Tensor, calls), make([]*tensors.Tensor, calls)
+	for c := range rows {
+		r := make([]float32, 0, k*RowSize)
+		tv := make([]int32, 0, k*opts.N)
+		for _, st := range plan[c*k : (c+1)*k] {
+			r = append(r, st.Coef.Row()...)
+			for range opts.N {
+				tv = append(tv, int32(st.T))
+			}
+		}
+		rows[c] = tensors.FromFlatDataAndDimensions(r, k, RowSize)
+		ts[c] = tensors.FromFlatDataAndDimensions(tv, k, opts.N)
+		for _, x := range []*tensors.Tensor{rows[c], ts[c]} {
+			if err := x.MaterializeOnDevice(b, false, 0); err != nil {
+				return nil, fmt.Errorf("sampler: run: %w", err)
+			}
+		}
+	}
+	var noise []*tensors.Tensor // host-supplied step noise, one [k,N,C,H,W] tensor per call
+	if !deviceNoise {
+		flat, err := tensors.CopyFlatData[float32](opts.Noise)
+		if err != nil {
+			return nil, fmt.Errorf("sampler: run: Options.Noise: %w", err)
+		}
+		size := k * sampleShape.Size()
+		for c := 0; c < calls; c++ {
+			noise = append(noise, tensors.FromFlatDataAndDimensions(flat[c*size:(c+1)*size], append([]int{k}, dims...)...))
+		}
+	}
 
 	record := make(map[int]bool, len(opts.Record))
 	for _, i := range opts.Record {
 		record[i] = true
 	}
 	args := make([]any, 0, nw+5)
-	for i, st := range plan {
+	for c := 0; c < calls; c++ {
+		i, st := c*k, plan[c*k] // with Record set, k = 1 and call c is step i
 		var xtHost *tensors.Tensor
 		if record[i] {
 			if xtHost, err = xt.LocalClone(); err != nil {
@@ -216,14 +240,14 @@ func Run(b backends.Backend, m Model, plan Plan, opts Options) (result *tensors.
 		} else {
 			args = append(args, xt)
 		}
-		args = append(args, rows[i], ts[i])
+		args = append(args, rows[c], ts[c])
 		if hasLabels {
 			args = append(args, labels)
 		}
 		if deviceNoise {
 			args = append(args, donate(b, rng))
 		} else {
-			args = append(args, noise[i])
+			args = append(args, noise[c])
 		}
 		out, err := step.Exec(args...)
 		if err != nil {
@@ -265,4 +289,16 @@ func shapeOf(n *graph.Node) any {
 		return "nil"
 	}
 	return n.Shape()
+}
+
+// stepsPerCall is opts.StepsPerCall rounded down to a divisor of steps (1 when recording).
+func stepsPerCall(opts Options, steps int) int {
+	k := max(opts.StepsPerCall, 1)
+	if len(opts.Record) > 0 {
+		return 1
+	}
+	for steps%k != 0 {
+		k--
+	}
+	return k
 }

@@ -341,3 +341,47 @@ func TestRunErrors(t *testing.T) {
 		})
 	}
 }
+
+// Several steps per compiled call give the samples of one step per call: the same coefficients, the
+// same draws from the device RNG in the same order, or the same host noise.
+func TestRunStepsPerCall(t *testing.T) {
+	b := goBackend(t)
+	s, err := schedule.New(schedule.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := DefaultDDPM().Plan(s, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := fakeModel{w: 0.3, u: 0.1}
+	noise := make([]float32, 12*2*3)
+	for i := range noise {
+		noise[i] = float32(i%7) - 3
+	}
+	for _, host := range []bool{false, true} {
+		run := func(k int) []float32 {
+			opts := Options{N: 2, Shape: []int{3}, Seed: 5, StepsPerCall: k}
+			if host {
+				opts.Noise = tensors.FromFlatDataAndDimensions(noise, 12, 2, 3)
+			}
+			x, err := Run(b, m, plan, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return flat32(t, x)
+		}
+		one := run(1)
+		for _, k := range []int{4, 5, 12} { // 5 rounds down to 4, a divisor of 12
+			got := run(k)
+			for i := range one {
+				if math.Abs(float64(got[i]-one[i])) > 1e-6 {
+					t.Fatalf("host noise %v, %d steps per call: sample[%d] = %g, one step per call %g", host, k, i, got[i], one[i])
+				}
+			}
+		}
+	}
+	if k := stepsPerCall(Options{StepsPerCall: 7}, 1000); k != 5 {
+		t.Errorf("stepsPerCall(7, 1000 steps) = %d, want 5", k)
+	}
+}

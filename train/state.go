@@ -29,18 +29,19 @@ func StateFile(st *State, specs []nn.Spec, meta map[string]string) (*checkpoint.
 	f.Metadata["step"] = strconv.FormatInt(st.Step, 10)
 	groups := []struct {
 		prefix string
-		ts     []*tensors.Tensor
+		flat   *tensors.Tensor
 	}{{prefixParams, st.Params}, {prefixEMA, st.EMA}, {prefixM, st.M}, {prefixV, st.V}}
+	offsets, total := nn.Offsets(specs)
 	for _, g := range groups {
-		if len(g.ts) != len(specs) {
-			return nil, fmt.Errorf("train: state has %d %s tensors for %d parameters", len(g.ts), g.prefix, len(specs))
+		v, err := tensors.CopyFlatData[float32](g.flat)
+		if err != nil {
+			return nil, fmt.Errorf("train: %s: %w", g.prefix, err)
+		}
+		if len(v) != total {
+			return nil, fmt.Errorf("train: state %s has %d values for %d parameters", g.prefix, len(v), total)
 		}
 		for i, s := range specs {
-			v, err := tensors.CopyFlatData[float32](g.ts[i])
-			if err != nil {
-				return nil, fmt.Errorf("train: %s%s: %w", g.prefix, s.Name, err)
-			}
-			f.Tensors[g.prefix+s.Name] = checkpoint.NewF32(s.Shape, v)
+			f.Tensors[g.prefix+s.Name] = checkpoint.NewF32(s.Shape, v[offsets[i]:offsets[i]+s.Size()])
 		}
 	}
 	rng, err := tensors.CopyFlatData[uint64](st.RNG)
@@ -62,9 +63,10 @@ func StateFromFile(f *checkpoint.File, specs []nn.Spec) (*State, error) {
 		return nil, fmt.Errorf("train: state file has no valid \"step\" in its metadata (%q)", f.Metadata["step"])
 	}
 	st := &State{Step: step}
-	get := func(prefix string) ([]*tensors.Tensor, error) {
-		out := make([]*tensors.Tensor, len(specs))
-		for i, s := range specs {
+	_, total := nn.Offsets(specs)
+	get := func(prefix string) (*tensors.Tensor, error) {
+		out := make([]float32, 0, total)
+		for _, s := range specs {
 			t, ok := f.Tensors[prefix+s.Name]
 			if !ok {
 				return nil, fmt.Errorf("train: state file lacks %q (was it written for another model?)", prefix+s.Name)
@@ -76,9 +78,9 @@ func StateFromFile(f *checkpoint.File, specs []nn.Spec) (*State, error) {
 			if err != nil {
 				return nil, fmt.Errorf("train: state tensor %q: %w", prefix+s.Name, err)
 			}
-			out[i] = tensors.FromFlatDataAndDimensions(v, s.Shape...)
+			out = append(out, v...)
 		}
-		return out, nil
+		return tensors.FromFlatDataAndDimensions(out, total), nil
 	}
 	if st.Params, err = get(prefixParams); err != nil {
 		return nil, err

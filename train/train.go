@@ -116,13 +116,15 @@ func (c Config) EMADecayAt(n int64) float64 {
 }
 
 // State is everything a run needs to continue exactly: weights, their moving average, AdamW's moments,
-// the step counter and the device RNG state. Tensors may live on the device.
+// the step counter and the device RNG state. Weights, EMA and moments are flat float32 vectors
+// [total] in the model's Specs order (nn.Flatten): four device buffers in and out of each compiled
+// call, and one fused optimizer update, instead of four per weight. Tensors may live on the device.
 type State struct {
 	Step   int64 // optimizer steps taken
-	Params []*tensors.Tensor
-	EMA    []*tensors.Tensor
-	M, V   []*tensors.Tensor // AdamW first and second moments
-	RNG    *tensors.Tensor   // GoMLX RNG state
+	Params *tensors.Tensor
+	EMA    *tensors.Tensor
+	M, V   *tensors.Tensor // AdamW first and second moments
+	RNG    *tensors.Tensor // GoMLX RNG state
 }
 
 // Trainer runs training steps of one model on one backend.
@@ -196,6 +198,9 @@ func (tr *Trainer) specIndex(name string) int {
 // zero for cfg.ZeroInit), EMA equal to the weights, zero moments, the device RNG seeded from seed.
 func (tr *Trainer) Init(seed uint64) (*State, error) {
 	params := nn.InitTensors(tr.specs, seed)
+	if len(params) == 0 {
+		return nil, fmt.Errorf("train: the model has no weights")
+	}
 	for _, name := range tr.cfg.ZeroInit {
 		i := tr.specIndex(name)
 		params[i] = tensors.FromShape(shapes.Make(dtypes.Float32, tr.specs[i].Shape...))
@@ -203,30 +208,25 @@ func (tr *Trainer) Init(seed uint64) (*State, error) {
 	return tr.StateFrom(params, seed)
 }
 
-// StateFrom starts from given weights (fine-tuning): EMA = weights, zero moments, RNG from seed.
+// StateFrom starts from given weights in Specs order (fine-tuning): EMA = weights, zero moments, RNG
+// from seed.
 func (tr *Trainer) StateFrom(params []*tensors.Tensor, seed uint64) (*State, error) {
-	if len(params) != len(tr.specs) {
-		return nil, fmt.Errorf("train: %d weights for %d parameters", len(params), len(tr.specs))
-	}
 	rng, err := graph.RNGStateFromSeed(int64(seed))
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	st := &State{RNG: rng}
-	for i, s := range tr.specs {
-		p := params[i]
-		ema, err := p.LocalClone()
-		if err != nil {
-			if ema, err = p.Clone(); err != nil {
-				return nil, fmt.Errorf("train: %w", err)
-			}
-		}
-		st.Params = append(st.Params, p)
-		st.EMA = append(st.EMA, ema)
-		st.M = append(st.M, tensors.FromShape(shapes.Make(dtypes.Float32, s.Shape...)))
-		st.V = append(st.V, tensors.FromShape(shapes.Make(dtypes.Float32, s.Shape...)))
+	flat, err := nn.Flatten(tr.specs, params)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
 	}
-	return st, nil
+	ema, err := nn.Flatten(tr.specs, params)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	_, total := nn.Offsets(tr.specs)
+	return &State{RNG: rng, Params: flat, EMA: ema,
+		M: tensors.FromShape(shapes.Make(dtypes.Float32, total)),
+		V: tensors.FromShape(shapes.Make(dtypes.Float32, total))}, nil
 }
 
 // Step runs len(batches) optimizer steps (at most... exactly cfg.StepsPerCall per compiled call; any
@@ -261,15 +261,8 @@ func (tr *Trainer) call(st *State, batches [][]int) (losses []float32, err error
 			idx = append(idx, int32(i))
 		}
 	}
-	p := len(tr.specs)
-	args := make([]any, 0, 4*p+6)
-	for _, group := range [][]*tensors.Tensor{st.Params, st.M, st.V, st.EMA} {
-		for _, t := range group {
-			args = append(args, tr.donate(t))
-		}
-	}
-	args = append(args, tr.donate(st.RNG), int32(st.Step),
-		tensors.FromFlatDataAndDimensions(idx, len(batches), bsz), tr.data, tr.table)
+	args := []any{tr.donate(st.Params), tr.donate(st.M), tr.donate(st.V), tr.donate(st.EMA), tr.donate(st.RNG),
+		int32(st.Step), tensors.FromFlatDataAndDimensions(idx, len(batches), bsz), tr.data, tr.table}
 	if tr.labels != nil {
 		args = append(args, tr.labels)
 	}
@@ -277,10 +270,9 @@ func (tr *Trainer) call(st *State, batches [][]int) (losses []float32, err error
 	if err != nil {
 		return nil, fmt.Errorf("train: step %d: %w", st.Step+1, err)
 	}
-	st.Params, st.M, st.V, st.EMA = out[:p], out[p:2*p], out[2*p:3*p], out[3*p:4*p]
-	st.RNG = out[4*p]
+	st.Params, st.M, st.V, st.EMA, st.RNG = out[0], out[1], out[2], out[3], out[4]
 	st.Step += int64(len(batches))
-	losses, err = tensors.CopyFlatData[float32](out[4*p+1])
+	losses, err = tensors.CopyFlatData[float32](out[5])
 	if err != nil {
 		return nil, fmt.Errorf("train: reading the loss: %w", err)
 	}
@@ -304,15 +296,14 @@ func (tr *Trainer) donate(t *tensors.Tensor) any {
 }
 
 // buildStep is the compiled computation: K optimizer steps (K = rows of idx).
-// Inputs: params, m, v, ema (P each), rng, step0 (int32), idx [K, B], data, table[, labels].
+// Inputs: params, m, v, ema (flat [total] each), rng, step0 (int32), idx [K, B], data, table[, labels].
 // Outputs: params, m, v, ema, rng, losses [K].
 func (tr *Trainer) buildStep(in []*graph.Node) []*graph.Node {
-	p := len(tr.specs)
-	params, m, v, ema := in[:p], in[p:2*p], in[2*p:3*p], in[3*p:4*p]
-	rng, step0, idx, data, table := in[4*p], in[4*p+1], in[4*p+2], in[4*p+3], in[4*p+4]
+	params, m, v, ema := in[0], in[1], in[2], in[3]
+	rng, step0, idx, data, table := in[4], in[5], in[6], in[7], in[8]
 	var labels *graph.Node
-	if len(in) > 4*p+5 {
-		labels = in[4*p+5]
+	if len(in) > 9 {
+		labels = in[9]
 	}
 	g := rng.Graph()
 	k, bsz := idx.Shape().Dimensions[0], idx.Shape().Dimensions[1]
@@ -336,64 +327,48 @@ func (tr *Trainer) buildStep(in []*graph.Node) []*graph.Node {
 		rng, eps = graph.RandomNormal(rng, x0.Shape())
 		xt := sampler.AddNoise(table, x0, eps, t)
 		target := sampler.Target(table, x0, eps, t)
-		loss := func(params []*graph.Node) *graph.Node {
-			w := nn.NewWeights(tr.specs, params)
-			pred := tr.model.Forward(w.Scope(), xt, t, y)
-			return graph.ReduceAllMean(graph.Square(graph.Sub(pred, target)))
-		}
-		l := loss(params)
-		grads := graph.Gradient(l, params...)
+		weights := nn.SplitFlat(tr.specs, params)
+		pred := tr.model.Forward(nn.NewWeights(tr.specs, weights).Scope(), xt, t, y)
+		l := graph.ReduceAllMean(graph.Square(graph.Sub(pred, target)))
+		grad := nn.JoinFlat(tr.specs, graph.Gradient(l, weights...))
 		n := graph.AddScalar(graph.ConvertDType(step0, dtypes.Float32), float64(s+1)) // 1-based step
-		params, m, v = tr.adamW(params, grads, m, v, n)
+		params, m, v = tr.adamW(params, grad, m, v, n)
 		ema = tr.updateEMA(ema, params, graph.AddScalar(graph.ConvertDType(step0, dtypes.Int64), int64(s+1)))
 		losses[s] = graph.Reshape(l, 1)
 	}
-	out := make([]*graph.Node, 0, 4*p+2)
-	out = append(out, params...)
-	out = append(out, m...)
-	out = append(out, v...)
-	out = append(out, ema...)
-	out = append(out, rng, graph.Concatenate(losses, 0))
-	return out
+	return []*graph.Node{params, m, v, ema, rng, graph.Concatenate(losses, 0)}
 }
 
 // adamW is torch.optim.AdamW's update at 1-based step n:
 //
 //	p = p (1 - lr wd);  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
 //	p = p - lr (m / (1 - b1^n)) / (sqrt(v / (1 - b2^n)) + eps)
-func (tr *Trainer) adamW(params, grads, m, v []*graph.Node, n *graph.Node) (p2, m2, v2 []*graph.Node) {
+//
+// on the flat vectors: one fused elementwise update for every weight.
+func (tr *Trainer) adamW(p, grad, m, v, n *graph.Node) (p2, m2, v2 *graph.Node) {
 	c := tr.cfg
 	g := n.Graph()
 	if c.MaxGradNorm > 0 {
-		sq := graph.Scalar(g, dtypes.Float32, 0)
-		for _, gr := range grads {
-			sq = graph.Add(sq, graph.ReduceAllSum(graph.Square(gr)))
-		}
 		// torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
+		norm := graph.Sqrt(graph.ReduceAllSum(graph.Square(grad)))
 		scale := graph.Min(graph.Scalar(g, dtypes.Float32, 1),
-			graph.Div(graph.Scalar(g, dtypes.Float32, c.MaxGradNorm), graph.AddScalar(graph.Sqrt(sq), 1e-6)))
-		for i := range grads {
-			grads[i] = graph.Mul(grads[i], scale)
-		}
+			graph.Div(graph.Scalar(g, dtypes.Float32, c.MaxGradNorm), graph.AddScalar(norm, 1e-6)))
+		grad = graph.Mul(grad, scale)
 	}
 	bc1 := graph.OneMinus(graph.Pow(graph.Scalar(g, dtypes.Float32, c.Beta1), n))
 	bc2 := graph.OneMinus(graph.Pow(graph.Scalar(g, dtypes.Float32, c.Beta2), n))
-	for i := range params {
-		pi := params[i]
-		if c.WeightDecay > 0 {
-			pi = graph.MulScalar(pi, 1-c.LR*c.WeightDecay)
-		}
-		mi := graph.Add(graph.MulScalar(m[i], c.Beta1), graph.MulScalar(grads[i], 1-c.Beta1))
-		vi := graph.Add(graph.MulScalar(v[i], c.Beta2), graph.MulScalar(graph.Square(grads[i]), 1-c.Beta2))
-		den := graph.AddScalar(graph.Sqrt(graph.Div(vi, bc2)), c.Eps)
-		pi = graph.Sub(pi, graph.MulScalar(graph.Div(graph.Div(mi, bc1), den), c.LR))
-		p2, m2, v2 = append(p2, pi), append(m2, mi), append(v2, vi)
+	if c.WeightDecay > 0 {
+		p = graph.MulScalar(p, 1-c.LR*c.WeightDecay)
 	}
+	m2 = graph.Add(graph.MulScalar(m, c.Beta1), graph.MulScalar(grad, 1-c.Beta1))
+	v2 = graph.Add(graph.MulScalar(v, c.Beta2), graph.MulScalar(graph.Square(grad), 1-c.Beta2))
+	den := graph.AddScalar(graph.Sqrt(graph.Div(v2, bc2)), c.Eps)
+	p2 = graph.Sub(p, graph.MulScalar(graph.Div(graph.Div(m2, bc1), den), c.LR))
 	return p2, m2, v2
 }
 
 // updateEMA: ema = d ema + (1 - d) p, with d = EMADecayAt(n).
-func (tr *Trainer) updateEMA(ema, params []*graph.Node, n *graph.Node) []*graph.Node {
+func (tr *Trainer) updateEMA(ema, params, n *graph.Node) *graph.Node {
 	g := n.Graph()
 	var d *graph.Node
 	if tr.cfg.EMAWarmup {
@@ -404,12 +379,13 @@ func (tr *Trainer) updateEMA(ema, params []*graph.Node, n *graph.Node) []*graph.
 	} else {
 		d = graph.Scalar(g, dtypes.Float32, tr.cfg.EMADecay)
 	}
-	out := make([]*graph.Node, len(ema))
-	for i := range ema {
-		out[i] = graph.Add(graph.Mul(ema[i], d), graph.Mul(params[i], graph.OneMinus(d)))
-	}
-	return out
+	return graph.Add(graph.Mul(ema, d), graph.Mul(params, graph.OneMinus(d)))
 }
 
 // ErrStop is returned by a hook to end Run early without an error.
 var ErrStop = errors.New("train: stop")
+
+// Weights returns the weights of a flat vector (st.Params or st.EMA) in Specs order, on the host.
+func (tr *Trainer) Weights(flat *tensors.Tensor) ([]*tensors.Tensor, error) {
+	return nn.Unflatten(tr.specs, flat)
+}

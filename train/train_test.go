@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/ddpm/ddpm/backend"
@@ -144,14 +145,14 @@ func TestEMA(t *testing.T) {
 			t.Fatal(err)
 		}
 		st, _ := tr.Init(3)
-		ema := float64(host(t, st.Params[0])[0])
+		ema := float64(host(t, st.Params)[0])
 		for i := 0; i < 5; i++ {
 			if _, err := tr.Step(st, [][]int{{0, 1, 2, 3}}); err != nil {
 				t.Fatal(err)
 			}
-			p := float64(host(t, st.Params[0])[0])
+			p := float64(host(t, st.Params)[0])
 			ema = d*ema + (1-d)*p
-			got := float64(host(t, st.EMA[0])[0])
+			got := float64(host(t, st.EMA)[0])
 			if math.Abs(got-ema) > 1e-6 {
 				t.Fatalf("decay %g, step %d: ema %g, want %g", d, i+1, got, ema)
 			}
@@ -184,13 +185,13 @@ func TestAdamWFirstStepMovesByLR(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ := tr.Init(5)
-	w0 := float64(host(t, st.Params[0])[0])
+	w0 := float64(host(t, st.Params)[0])
 	if _, err := tr.Step(st, [][]int{{0, 1, 2, 3}}); err != nil {
 		t.Fatal(err)
 	}
-	w1 := float64(host(t, st.Params[0])[0])
-	m := float64(host(t, st.M[0])[0])
-	v := float64(host(t, st.V[0])[0])
+	w1 := float64(host(t, st.Params)[0])
+	m := float64(host(t, st.M)[0])
+	v := float64(host(t, st.V)[0])
 	g := m / (1 - cfg.Beta1)
 	if math.Abs(v-(1-cfg.Beta2)*g*g) > 1e-6*math.Abs(v) {
 		t.Errorf("v = %g, want (1-b2) g^2 = %g", v, (1-cfg.Beta2)*g*g)
@@ -224,12 +225,8 @@ func TestResumeMatchesUninterrupted(t *testing.T) {
 	}
 	copyState := func(st *State) *State {
 		c := &State{Step: st.Step}
-		cp := func(xs []*tensors.Tensor) []*tensors.Tensor {
-			var out []*tensors.Tensor
-			for _, x := range xs {
-				out = append(out, tensors.FromFlatDataAndDimensions(host(t, x), x.Shape().Dimensions...))
-			}
-			return out
+		cp := func(x *tensors.Tensor) *tensors.Tensor {
+			return tensors.FromFlatDataAndDimensions(host(t, x), x.Shape().Dimensions...)
 		}
 		c.Params, c.EMA, c.M, c.V = cp(st.Params), cp(st.EMA), cp(st.M), cp(st.V)
 		r, _ := tensors.CopyFlatData[uint64](st.RNG)
@@ -244,14 +241,47 @@ func TestResumeMatchesUninterrupted(t *testing.T) {
 	if resumed.Step != 6 {
 		t.Fatalf("resumed run ended at step %d, want 6", resumed.Step)
 	}
-	for i := range straight.Params {
-		for _, pair := range [][2]*tensors.Tensor{{straight.Params[i], resumed.Params[i]}, {straight.EMA[i], resumed.EMA[i]}, {straight.M[i], resumed.M[i]}} {
-			x, y := host(t, pair[0]), host(t, pair[1])
-			for j := range x {
-				if x[j] != y[j] {
-					t.Fatalf("tensor %d differs after resume at %d: %g vs %g", i, j, x[j], y[j])
-				}
+	for i, pair := range [][2]*tensors.Tensor{{straight.Params, resumed.Params}, {straight.EMA, resumed.EMA}, {straight.M, resumed.M}, {straight.V, resumed.V}} {
+		x, y := host(t, pair[0]), host(t, pair[1])
+		for j := range x {
+			if x[j] != y[j] {
+				t.Fatalf("state tensor %d differs after resume at %d: %g vs %g", i, j, x[j], y[j])
 			}
 		}
+	}
+}
+
+// A state survives the trip through a checkpoint file exactly, and a file for another model is refused.
+func TestStateFileRoundTrip(t *testing.T) {
+	b := goBackend(t)
+	m := tinyUNet(t)
+	tr, err := New(b, Default(), m, linearSchedule(t, 10), bars(64), []int{64, 1, 8, 8}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := tr.Init(9)
+	st.Step = 17
+	f, err := StateFile(st, m.Specs(), map[string]string{"note": "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := StateFromFile(f, m.Specs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Step != 17 || f.Metadata["note"] != "x" {
+		t.Errorf("step %d, metadata %v", back.Step, f.Metadata)
+	}
+	for i, pair := range [][2]*tensors.Tensor{{st.Params, back.Params}, {st.EMA, back.EMA}, {st.M, back.M}, {st.V, back.V}} {
+		x, y := host(t, pair[0]), host(t, pair[1])
+		for j := range x {
+			if x[j] != y[j] {
+				t.Fatalf("tensor %d value %d: %g after the round trip, want %g", i, j, y[j], x[j])
+			}
+		}
+	}
+	delete(f.Tensors, "ema.conv_in.weight")
+	if _, err := StateFromFile(f, m.Specs()); err == nil || !strings.Contains(err.Error(), "ema.conv_in.weight") {
+		t.Errorf("missing tensor: err = %v, want it named", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ddpm/ddpm/checkpoint"
+	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
 )
 
@@ -47,7 +48,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		fmt.Fprintf(stderr, "online weights of %s\n", path)
-		p.Weights = st.Params
+		if p.Weights, err = nn.Unflatten(p.UNet.Specs(), st.Params); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err

@@ -24,16 +24,22 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
-// unetModel adapts a UNet and its weights to sampler.Model.
+// unetModel adapts a UNet and its weights, one flat vector (nn.Flatten), to sampler.Model: one
+// device buffer per call instead of one per weight.
 type unetModel struct {
-	m *unet.Model
-	w []*tensors.Tensor
+	m    *unet.Model
+	flat *tensors.Tensor
 }
 
-func (u unetModel) Weights() []*tensors.Tensor { return u.w }
+func newUNetModel(m *unet.Model, weights []*tensors.Tensor) (unetModel, error) {
+	flat, err := nn.Flatten(m.Specs(), weights)
+	return unetModel{m, flat}, err
+}
+
+func (u unetModel) Weights() []*tensors.Tensor { return []*tensors.Tensor{u.flat} }
 
 func (u unetModel) Denoiser(nodes []*graph.Node) sampler.Denoiser {
-	w := nn.NewWeights(u.m.Specs(), nodes).Scope()
+	w := nn.NewWeights(u.m.Specs(), nn.SplitFlat(u.m.Specs(), nodes[0])).Scope()
 	return func(xt, t, y *graph.Node) *graph.Node { return u.m.Forward(w, xt, t, y) }
 }
 
@@ -56,6 +62,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		trajectory = fs.String("trajectory", "", "also write ~10 frames of the reverse process (x_t and the model's x0 estimate) to this .png or .gif")
 		online     = fs.Bool("online", false, "with --run: use the online weights of the last checkpoint instead of the EMA weights")
 		scale      = fs.Int("scale", 0, "grid upscale factor (default: 2 for images under 64 pixels)")
+		perCall    = fs.Int("steps-per-call", 0, "sampling steps per compiled call (default: 10 on XLA, 1 on the pure-Go backend)")
 		bk         = backendFlag(fs)
 	)
 	if err := parse(fs, args); err != nil {
@@ -99,14 +106,17 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for _, note := range p.Notes {
 		fmt.Fprintf(stderr, "note: %s\n", note)
 	}
-	weights := p.Weights
+	model, err := newUNetModel(p.UNet, p.Weights)
+	if err != nil {
+		return err
+	}
 	if *online {
 		st, _, path, err := loadLatest(src, p.UNet)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "online weights of %s\n", path)
-		weights = st.Params
+		model.flat = st.Params
 	}
 
 	b, info, err := openBackend(*bk, stderr)
@@ -171,7 +181,10 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if uc.SampleSize != nil {
 		h, w = uc.SampleSize[0], uc.SampleSize[1]
 	}
-	opts := sampler.Options{N: *n, Shape: []int{uc.InChannels, h, w}, Seed: *seed}
+	opts := sampler.Options{N: *n, Shape: []int{uc.InChannels, h, w}, Seed: *seed, StepsPerCall: *perCall}
+	if *perCall == 0 {
+		opts.StepsPerCall = defaultStepsPerCall(info.Kind)
+	}
 	if *initArg != "" {
 		if opts.Init, err = readTensorArg(*initArg); err != nil {
 			return err
@@ -196,7 +209,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stderr, "sampling %d images of %dx%dx%d from %s: %s\n", opts.N, opts.Shape[0], opts.Shape[1], opts.Shape[2], describeSource(src, bundled), desc)
 	start := time.Now()
-	x, err := sampler.Run(b, unetModel{p.UNet, weights}, plan, opts)
+	x, err := sampler.Run(b, model, plan, opts)
 	if err != nil {
 		return err
 	}
@@ -214,6 +227,15 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "wrote %s (%d samples, %s, %.1fs on %s)\n", *out, opts.N, desc, el.Seconds(), info.Kind)
 	return nil
+}
+
+// defaultStepsPerCall: every compiled call ends with a host-device synchronization (go-xla waits for
+// each execution), so on XLA several sampling steps per call pay off; the pure-Go backend gains nothing.
+func defaultStepsPerCall(k backend.Kind) int {
+	if k == backend.Go {
+		return 1
+	}
+	return 10
 }
 
 func describeSource(src string, bundled bool) string {
@@ -310,7 +332,7 @@ func writeTrajectory(path string, frames []viz.Frame, n int, shape []int) error 
 }
 
 // sampleGrid writes an 8x8 grid of EMA samples with DDIM (fixed seed, so grids compare across epochs).
-func sampleGrid(b backends.Backend, model *unet.Model, ema []*tensors.Tensor, sched *schedule.Schedule, rc runConfig, path string) error {
+func sampleGrid(b backends.Backend, kind backend.Kind, model *unet.Model, ema *tensors.Tensor, sched *schedule.Schedule, rc runConfig, path string) error {
 	c := sampler.DefaultDDIM()
 	c.Prediction = rc.Train.Prediction
 	plan, err := c.Plan(sched, rc.SampleSteps)
@@ -319,7 +341,7 @@ func sampleGrid(b backends.Backend, model *unet.Model, ema []*tensors.Tensor, sc
 	}
 	uc := model.Config
 	shape := []int{uc.InChannels, uc.SampleSize[0], uc.SampleSize[1]}
-	x, err := sampler.Run(b, unetModel{model, ema}, plan, sampler.Options{N: 64, Shape: shape, Seed: 1})
+	x, err := sampler.Run(b, unetModel{model, ema}, plan, sampler.Options{N: 64, Shape: shape, Seed: 1, StepsPerCall: defaultStepsPerCall(kind)})
 	if err != nil {
 		return err
 	}
@@ -328,11 +350,15 @@ func sampleGrid(b backends.Backend, model *unet.Model, ema []*tensors.Tensor, sc
 
 // writePipeline writes the run directory's diffusers files (model_index.json, unet/, scheduler/) with
 // the EMA weights.
-func writePipeline(dir string, model *unet.Model, ema []*tensors.Tensor, rc runConfig) error {
+func writePipeline(dir string, model *unet.Model, ema *tensors.Tensor, rc runConfig) error {
+	weights, err := nn.Unflatten(model.Specs(), ema)
+	if err != nil {
+		return err
+	}
 	ddpm := sampler.DefaultDDPM()
 	ddpm.Prediction = rc.Train.Prediction
 	ddpm.Variance = rc.DDPMVariance
-	p, err := pipeline.New(model.Config, ema, rc.Schedule, ddpm)
+	p, err := pipeline.New(model.Config, weights, rc.Schedule, ddpm)
 	if err != nil {
 		return err
 	}

@@ -349,7 +349,7 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 			lastEpoch = epoch
 			if rc.SampleEvery > 0 && epoch%rc.SampleEvery == 0 && st.Step < total {
 				p := filepath.Join(dir, "samples", fmt.Sprintf("epoch-%03d.png", epoch))
-				if err := sampleGrid(b, model, st.EMA, sched, rc, p); err != nil {
+				if err := sampleGrid(b, info.Kind, model, st.EMA, sched, rc, p); err != nil {
 					return err
 				}
 			}
@@ -378,7 +378,7 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 	if err := saveCkpt(); err != nil {
 		return err
 	}
-	if err := sampleGrid(b, model, st.EMA, sched, rc, filepath.Join(dir, "samples", "final.png")); err != nil {
+	if err := sampleGrid(b, info.Kind, model, st.EMA, sched, rc, filepath.Join(dir, "samples", "final.png")); err != nil {
 		return err
 	}
 	if err := plotLoss(filepath.Join(dir, lossLogFile), filepath.Join(dir, "loss.png"), rc.Data); err != nil {

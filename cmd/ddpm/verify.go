@@ -122,7 +122,10 @@ func verify(b backends.Backend, dir string) ([]verifyResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		model := unetModel{p.UNet, w}
+		model, err := newUNetModel(p.UNet, w)
+		if err != nil {
+			return nil, err
+		}
 
 		// The UNet alone.
 		exec, err := graph.NewExec(b, func(in []*graph.Node) *graph.Node {
