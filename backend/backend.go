@@ -58,6 +58,8 @@ type Info struct {
 	Plugin string // absolute path of the PJRT plugin; empty for Go
 	Device string // the device's description, as the backend reports it
 	Reason string // why this one: "asked for", "fastest found", ...
+	// CompileCache is the directory of XLA's autotuning cache (CUDA only).
+	CompileCache string
 }
 
 func (i Info) String() string {

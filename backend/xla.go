@@ -1,11 +1,15 @@
 package backend
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/gomlx/go-xla/pkg/pjrt"
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/backends/xla"
 )
@@ -15,23 +19,44 @@ func init() {
 	xla.EnableAutoInstall(false)
 }
 
-// newXLA loads the PJRT plugin p. For a CUDA plugin installed by pip it points XLA at the NVIDIA
-// libraries pip installed beside it (site-packages/nvidia), unless the user set that already: go-xla
-// v0.1.4 would otherwise write a path of its author's machine into XLA_FLAGS.
+// newXLA loads the PJRT plugin p. For a CUDA plugin:
+//   - it points XLA at the NVIDIA libraries pip installed beside the plugin (site-packages/nvidia),
+//     unless the user set that already: go-xla v0.1.4 would otherwise write a path of its author's
+//     machine into XLA_FLAGS;
+//   - it keeps XLA's autotuning results in the user's cache directory (AutotuneCacheDir), so that a
+//     second run skips most of the first step's autotuning;
+//   - it asks the client not to preallocate most of the GPU's memory (set DDPM_XLA_PREALLOCATE=1 for
+//     XLA's default), so that the memory a run uses is the memory it needs.
 func newXLA(p Plugin) (backends.Backend, Info, error) {
+	var opts pjrt.NamedValuesMap
+	info := Info{Kind: p.Kind, Plugin: p.Path}
 	if p.Kind == CUDA {
-		if nv := nvidiaDir(p.Path); nv != "" && !strings.Contains(os.Getenv("XLA_FLAGS"), "--xla_gpu_cuda_data_dir") {
-			os.Setenv("XLA_FLAGS", strings.TrimSpace(os.Getenv("XLA_FLAGS")+" --xla_gpu_cuda_data_dir="+nv))
+		addXLAFlag := func(name, value string) {
+			if !strings.Contains(os.Getenv("XLA_FLAGS"), name+"=") {
+				os.Setenv("XLA_FLAGS", strings.TrimSpace(os.Getenv("XLA_FLAGS")+" "+name+"="+value))
+			}
+		}
+		if nv := nvidiaDir(p.Path); nv != "" {
+			addXLAFlag("--xla_gpu_cuda_data_dir", nv)
+		}
+		if dir, err := AutotuneCacheDir(p.Path); err == nil {
+			addXLAFlag("--xla_gpu_per_fusion_autotune_cache_dir", dir)
+			info.CompileCache = dir
 		}
 		if os.Getenv("GOPJRT_CUDA_CHECKS") == "" {
 			os.Setenv("GOPJRT_CUDA_CHECKS", "0")
 		}
+		if os.Getenv("DDPM_XLA_PREALLOCATE") == "" {
+			opts = pjrt.NamedValuesMap{"preallocate": false}
+		}
 	}
-	b, err := xla.NewWithOptions(p.Path, nil)
+	b, err := xla.NewWithOptions(p.Path, opts)
+	if err != nil && opts != nil {
+		b, err = xla.NewWithOptions(p.Path, nil) // a plugin that does not know the option
+	}
 	if err != nil {
 		return nil, Info{}, fmt.Errorf("backend: loading PJRT plugin %s: %w", p.Path, err)
 	}
-	info := Info{Kind: p.Kind, Plugin: p.Path}
 	if b.NumDevices() > 0 {
 		info.Device = deviceName(b.DeviceDescription(0))
 	}
@@ -63,4 +88,49 @@ func deviceName(desc string) string {
 		desc = desc[:80]
 	}
 	return desc
+}
+
+// AutotuneCacheDir is where XLA's per-fusion autotuning results are kept for this binary, this plugin and
+// this GPU: $DDPM_CACHE (or the user cache dir)/ddpm/xla-autotune/<hash>. The hash covers the binary,
+// the plugin file and the GPU's model, so that a new build, plugin or card never reads stale entries.
+func AutotuneCacheDir(plugin string) (string, error) {
+	root := os.Getenv("DDPM_CACHE")
+	if root == "" {
+		c, err := os.UserCacheDir()
+		if err != nil {
+			return "", err
+		}
+		root = filepath.Join(c, "ddpm")
+	}
+	h := sha256.New()
+	if exe, err := os.Executable(); err == nil {
+		if f, err := os.Open(exe); err == nil {
+			io.Copy(h, f)
+			f.Close()
+		}
+	}
+	if fi, err := os.Stat(plugin); err == nil {
+		fmt.Fprintf(h, "%s %d %d\n", plugin, fi.Size(), fi.ModTime().UnixNano())
+	}
+	h.Write([]byte(gpuModel()))
+	dir := filepath.Join(root, "xla-autotune", hex.EncodeToString(h.Sum(nil))[:16])
+	return dir, os.MkdirAll(dir, 0o755)
+}
+
+// gpuModel reads the model names of the NVIDIA GPUs from the driver, without loading CUDA.
+func gpuModel() string {
+	files, _ := filepath.Glob("/proc/driver/nvidia/gpus/*/information")
+	var out strings.Builder
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "Model:") {
+				out.WriteString(strings.TrimSpace(strings.TrimPrefix(line, "Model:")) + ";")
+			}
+		}
+	}
+	return out.String()
 }

@@ -42,6 +42,12 @@ func init() {
 
 // dot is graph.DotGeneral with a matmul-shaped gradient (see the top of this file).
 func dot(lhs *graph.Node, lhsContracting, lhsBatch []int, rhs *graph.Node, rhsContracting, rhsBatch []int) *graph.Node {
+	return threePass(lhs, rhs, func(lhs, rhs *graph.Node) *graph.Node {
+		return dot1(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch)
+	})
+}
+
+func dot1(lhs *graph.Node, lhsContracting, lhsBatch []int, rhs *graph.Node, rhsContracting, rhsBatch []int) *graph.Node {
 	out := graph.DotGeneral(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch)
 	sideTable.Store(out, dotParams{
 		slices.Clone(lhsContracting), slices.Clone(lhsBatch),

@@ -54,8 +54,10 @@ func Conv2D(x, w, b *graph.Node, stride int, pad [4]int, impl ConvImpl) *graph.N
 	}
 	var y *graph.Node
 	if impl == ConvNative {
-		y = graph.Convolve(x, w).ChannelsAxis(timage.ChannelsFirst).
-			PaddingPerDim([][2]int{{pad[0], pad[1]}, {pad[2], pad[3]}}).Strides(stride).Done()
+		y = threePass(x, w, func(x, w *graph.Node) *graph.Node {
+			return graph.Convolve(x, w).ChannelsAxis(timage.ChannelsFirst).
+				PaddingPerDim([][2]int{{pad[0], pad[1]}, {pad[2], pad[3]}}).Strides(stride).Done()
+		})
 	} else {
 		y = convShift(x, w, stride, pad)
 	}
@@ -116,7 +118,14 @@ func convShift(x, w *graph.Node, s int, pad [4]int) *graph.Node {
 // biased variance, then scales by gamma [C] and shifts by beta [C] (torch.nn.GroupNorm):
 //
 //	y = (x - mean) / sqrt(var + eps) * gamma + beta
+//
+// Statistics are computed in float32 whatever the dtype of x (bfloat16 under mixed precision), and the
+// result has the dtype of x.
 func GroupNorm(x, gamma, beta *graph.Node, groups int, eps float64) *graph.Node {
+	if dt := x.DType(); dt != dtypes.Float32 && dt != dtypes.Float64 {
+		f := func(n *graph.Node) *graph.Node { return graph.ConvertDType(n, dtypes.Float32) }
+		return graph.ConvertDType(GroupNorm(f(x), f(gamma), f(beta), groups, eps), dt)
+	}
 	d := x.Shape().Dimensions
 	n, c := d[0], d[1]
 	if c%groups != 0 {
@@ -144,8 +153,12 @@ func GroupNorm(x, gamma, beta *graph.Node, groups int, eps float64) *graph.Node 
 // SiLU is x * sigmoid(x).
 func SiLU(x *graph.Node) *graph.Node { return graph.Mul(x, graph.Sigmoid(x)) }
 
-// Softmax over the last axis, with the maximum subtracted first.
+// Softmax over the last axis, with the maximum subtracted first; in float32 for lower-precision x
+// (diffusers' upcast_softmax), returned in the dtype of x.
 func Softmax(x *graph.Node) *graph.Node {
+	if dt := x.DType(); dt != dtypes.Float32 && dt != dtypes.Float64 {
+		return graph.ConvertDType(Softmax(graph.ConvertDType(x, dtypes.Float32)), dt)
+	}
 	m := graph.StopGradient(graph.ReduceAndKeep(x, graph.ReduceMax, -1))
 	e := graph.Exp(graph.Sub(x, m))
 	return graph.Div(e, graph.ReduceAndKeep(e, graph.ReduceSum, -1))

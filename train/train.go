@@ -49,6 +49,39 @@ type Config struct {
 	ClassDropout float64            `json:"class_dropout"` // probability of the null label, for classifier-free guidance
 	NumClasses   int                `json:"num_classes"`   // >0: class-conditional; label NumClasses is the null class
 	StepsPerCall int                `json:"steps_per_call"`
+	Precision    Precision          `json:"precision"`
+}
+
+// Precision is the dtype of the forward and backward passes. Weights, Adam moments, EMA and the loss
+// stay float32 (mixed precision: master weights in float32, a bfloat16 copy for compute).
+type Precision int
+
+const (
+	FP32 Precision = iota
+	BF16
+)
+
+func (p Precision) String() string {
+	if p == BF16 {
+		return "bf16"
+	}
+	return "fp32"
+}
+
+// MarshalText writes fp32 or bf16.
+func (p Precision) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText reads fp32 or bf16.
+func (p *Precision) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "fp32", "float32", "":
+		*p = FP32
+	case "bf16", "bfloat16":
+		*p = BF16
+	default:
+		return fmt.Errorf("train: precision %q: want fp32 or bf16", b)
+	}
+	return nil
 }
 
 // Default is the lesson's recipe: AdamW lr 2e-4 (PyTorch's betas, eps and weight decay), batch 64,
@@ -328,7 +361,15 @@ func (tr *Trainer) buildStep(in []*graph.Node) []*graph.Node {
 		xt := sampler.AddNoise(table, x0, eps, t)
 		target := sampler.Target(table, x0, eps, t)
 		weights := nn.SplitFlat(tr.specs, params)
-		pred := tr.model.Forward(nn.NewWeights(tr.specs, weights).Scope(), xt, t, y)
+		compute, xin := weights, xt
+		if tr.cfg.Precision == BF16 {
+			compute = make([]*graph.Node, len(weights))
+			for i, w := range weights {
+				compute[i] = graph.ConvertDType(w, dtypes.BFloat16)
+			}
+			xin = graph.ConvertDType(xt, dtypes.BFloat16)
+		}
+		pred := graph.ConvertDType(tr.model.Forward(nn.NewWeights(tr.specs, compute).Scope(), xin, t, y), dtypes.Float32)
 		l := graph.ReduceAllMean(graph.Square(graph.Sub(pred, target)))
 		grad := nn.JoinFlat(tr.specs, graph.Gradient(l, weights...))
 		n := graph.AddScalar(graph.ConvertDType(step0, dtypes.Float32), float64(s+1)) // 1-based step

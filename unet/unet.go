@@ -194,6 +194,9 @@ func (m *Model) Forward(w nn.Scope, x, t, y *graph.Node) *graph.Node {
 	}
 	c0 := c.BlockOutChannels[0]
 	emb := nn.TimestepEmbedding(t, c0, c.FlipSinToCos, c.FreqShift)
+	if dt := x.DType(); emb.DType() != dt {
+		emb = graph.ConvertDType(emb, dt) // mixed precision: x and the weights in bfloat16
+	}
 	te := w.Sub("time_embedding")
 	emb = nn.Linear(emb, te.Get("linear_1.weight"), te.Get("linear_1.bias"))
 	emb = nn.Linear(nn.SiLU(emb), te.Get("linear_2.weight"), te.Get("linear_2.bias"))

@@ -68,6 +68,7 @@ func init() {
 		"sample":   {"generate images from a run, a model directory or a hub model", runSample},
 		"export":   {"write a run as a diffusers pipeline directory", runExport},
 		"verify":   {"check this machine's backend against diffusers' reference outputs", runVerify},
+		"bench":    {"measure training and sampling speed (one JSON line)", runBench},
 		"backends": {"list the compute backends found on this machine", runBackends},
 	}
 }

@@ -62,7 +62,8 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		trajectory = fs.String("trajectory", "", "also write ~10 frames of the reverse process (x_t and the model's x0 estimate) to this .png or .gif")
 		online     = fs.Bool("online", false, "with --run: use the online weights of the last checkpoint instead of the EMA weights")
 		scale      = fs.Int("scale", 0, "grid upscale factor (default: 2 for images under 64 pixels)")
-		perCall    = fs.Int("steps-per-call", 0, "sampling steps per compiled call (default: 10 on XLA, 1 on the pure-Go backend)")
+		perCall    = fs.Int("steps-per-call", 0, "sampling steps per compiled call (default 1: more steps per call compile longer than they save)")
+		exact      = fs.Bool("exact", false, "float32-exact products and convolutions on GPUs (3 TF32 passes, 3x slower; default: TF32 tensor cores)")
 		bk         = backendFlag(fs)
 	)
 	if err := parse(fs, args); err != nil {
@@ -122,6 +123,9 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	b, info, err := openBackend(*bk, stderr)
 	if err != nil {
 		return err
+	}
+	if *exact {
+		nn.SetPrecision(nn.Highest)
 	}
 	kind := strings.ToLower(*samplerArg)
 	if kind == "" {
@@ -229,14 +233,10 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// defaultStepsPerCall: every compiled call ends with a host-device synchronization (go-xla waits for
-// each execution), so on XLA several sampling steps per call pay off; the pure-Go backend gains nothing.
-func defaultStepsPerCall(k backend.Kind) int {
-	if k == backend.Go {
-		return 1
-	}
-	return 10
-}
+// defaultStepsPerCall is 1: measured on an H200, DDPM-1000 of 64 MNIST images took 4.9 s with one
+// step per call, 17.2 s with 10 and 84.6 s with 50, all of the difference being the compilation of
+// the unrolled steps.
+func defaultStepsPerCall(k backend.Kind) int { return 1 }
 
 func describeSource(src string, bundled bool) string {
 	if bundled {

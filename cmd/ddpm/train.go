@@ -84,6 +84,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ckptMinutes = fs.Float64("checkpoint-minutes", 10, "and at least every N minutes")
 		keep        = fs.Int("keep", 3, "checkpoints to keep")
 		logEvery    = fs.Int("log-every", 1, "write the loss every N steps")
+		precision   = fs.String("precision", "fp32", "compute precision: fp32, or bf16 (bfloat16 compute, float32 master weights and EMA)")
 		variance    = fs.String("ddpm-variance", "fixed_large", "the DDPM sampler's variance in the saved scheduler: fixed_large (beta_t) or fixed_small (beta-tilde)")
 		bk          = backendFlag(fs)
 	)
@@ -146,6 +147,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		cfg.ZeroInit = []string{"conv_out.weight", "conv_out.bias"}
 		cfg.StepsPerCall = *perCall
+		if err := cfg.Precision.UnmarshalText([]byte(*precision)); err != nil {
+			return usagef("train: --precision: %v", err)
+		}
 		sc := schedule.Default()
 		sc.T = *timesteps
 		if err := sc.BetaSchedule.UnmarshalText([]byte(*betaSched)); err != nil {
@@ -247,10 +251,7 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 	}
 	cfg := rc.Train
 	if cfg.StepsPerCall == 0 {
-		cfg.StepsPerCall = 1
-		if info.Kind == backend.CUDA {
-			cfg.StepsPerCall = 10
-		}
+		cfg.StepsPerCall = defaultTrainStepsPerCall(info.Kind)
 	}
 	tr, err := train.New(b, cfg, model, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, nil)
 	if err != nil {
