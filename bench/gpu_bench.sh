@@ -15,13 +15,15 @@ PY=${PY:-/opt/torch/.venv/bin/python}
 B=./.bin/ddpm
 J="$OUT/bench.jsonl"
 peak() { # runs "$@", appends its JSON line with the peak GPU memory nvidia-smi saw meanwhile
+  if [ "$SECONDS" -gt "${BUDGET:-1000000}" ]; then echo "SKIPPED (time budget): $*" | tee -a "$OUT/stderr.txt"; return; fi
   local f; f=$(mktemp)
   ( while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits >> "$f"; sleep 0.1; done ) &
   local p=$!
   local line; line=$(timeout 300 "$@" 2>>"$OUT/stderr.txt" | tail -1)
   kill $p 2>/dev/null; wait $p 2>/dev/null
   local mem; mem=$(sort -n "$f" | tail -1); rm -f "$f"
-  if [ -n "$line" ]; then echo "${line%\}},\"smi_peak_mib\":${mem:-0}}" | tee -a "$J"; else echo "FAILED: $*" | tee -a "$OUT/stderr.txt"; fi
+  local tag=""; [ -n "${TAG:-}" ] && tag=",\"cache\":\"$TAG\""
+  if [ -n "$line" ]; then echo "${line%\}},\"smi_peak_mib\":${mem:-0}$tag}" | tee -a "$J"; else echo "FAILED: $*" | tee -a "$OUT/stderr.txt"; fi
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
 if [ "$PART" = all ] || [ "$PART" = ours ]; then
@@ -31,8 +33,8 @@ if [ "$PART" = all ] || [ "$PART" = ours ]; then
     $B verify --fixture "$FIX" --exact=false 2>&1 | tee -a "$OUT/verify.txt"
   fi
   export DDPM_CACHE=$(mktemp -d)  # cold autotune cache
-  peak $B bench --what train --batch 64 --steps 1000 --steps-per-call 1 | sed 's/}$/,"cache":"cold"}/'
-  peak $B bench --what train --batch 64 --steps 1000 --steps-per-call 1 | sed 's/}$/,"cache":"warm"}/'
+  TAG=cold peak $B bench --what train --batch 64 --steps 1000 --steps-per-call 1
+  TAG=warm peak $B bench --what train --batch 64 --steps 1000 --steps-per-call 1
   peak $B bench --what train --batch 64 --steps 1000 --steps-per-call 10
   peak $B bench --what train --batch 256 --steps 400 --steps-per-call 1
   peak $B bench --what train --batch 64 --steps 1000 --steps-per-call 1 --precision bf16
