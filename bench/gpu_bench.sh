@@ -43,10 +43,10 @@ if [ "$PART" = all ] || [ "$PART" = ours ]; then
 fi
 if [ "$PART" = all ] || [ "$PART" = torch ]; then
   for mode in eager eager-bf16 compile cudagraphs; do
-    peak $PY bench/torch_bench.py --what train --mode $mode --batch 64 --steps 1000
+    peak $PY bench/torch_bench.py --what train --mode $mode --batch 64 --steps 500
   done
   for mode in eager compile cudagraphs; do
-    peak $PY bench/torch_bench.py --what train --mode $mode --batch 256 --steps 400
+    peak $PY bench/torch_bench.py --what train --mode $mode --batch 256 --steps 200
     peak $PY bench/torch_bench.py --what sample --mode $mode --sampler ddpm --steps 1000 --n 64
     peak $PY bench/torch_bench.py --what sample --mode $mode --sampler ddim --steps 100 --n 256
   done

@@ -53,11 +53,11 @@ def sync_time():
 
 
 def peak_mib():
-    return peak_mib() if DEV == "cuda" else 0.0
+    return torch.cuda.max_memory_allocated() / 2**20 if DEV == "cuda" else 0.0
 
 
 def device_name():
-    return device_name() if DEV == "cuda" else "cpu"
+    return torch.cuda.get_device_name() if DEV == "cuda" else "cpu"
 
 
 def train(args):
