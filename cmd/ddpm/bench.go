@@ -189,11 +189,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// defaultTrainStepsPerCall: on XLA, several optimizer steps per compiled call remove the host round
-// trip after each step (go-xla waits for every execution); compilation grows with the count.
-func defaultTrainStepsPerCall(k interface{ String() string }) int {
-	if k.String() == "go" {
-		return 1
-	}
-	return 10
-}
+// defaultTrainStepsPerCall is 1. With the weights, moments and EMA in four flat buffers, an H200 ran
+// 11.1k images/s at batch 64 with one step per call and 9.9k with ten, whose first call also took
+// 36.7 s to compile instead of 15.6 s (bench/results/2026-11-26-H200.json).
+func defaultTrainStepsPerCall(k interface{ String() string }) int { return 1 }
