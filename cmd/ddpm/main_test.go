@@ -210,3 +210,33 @@ func readCSV(t *testing.T, path string) [][]string {
 	}
 	return rows
 }
+
+func TestVizStepAndLoss(t *testing.T) {
+	dir := t.TempDir()
+	step := filepath.Join(dir, "step.png")
+	if _, stderr, err := ddpm(t, "viz", "step", "--out", step, "--t", "10,900"); err != nil {
+		t.Fatalf("viz step: %v\n%s", err, stderr)
+	}
+	f, err := os.Open(step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() < 5*28 || b.Dy() < 2*28 {
+		t.Errorf("step panel is %v, too small for 2 rows of 5 images", b)
+	}
+	os.WriteFile(filepath.Join(dir, "loss.csv"), []byte("step,epoch,loss,wall_seconds\n1,0.1,0.9,1\n2,0.2,0.5,2\n3,0.3,0.2,3\n"), 0o644)
+	if _, stderr, err := ddpm(t, "viz", "loss", "--run", dir); err != nil {
+		t.Fatalf("viz loss: %v\n%s", err, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "loss.png")); err != nil {
+		t.Error(err)
+	}
+	if _, _, err := ddpm(t, "viz", "step", "--t", "5000", "--out", step); !isUsage(err) {
+		t.Errorf("viz step --t 5000: %v, want a usage error", err)
+	}
+}

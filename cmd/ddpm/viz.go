@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ddpm/ddpm/data"
+	"github.com/ddpm/ddpm/models"
+	"github.com/ddpm/ddpm/pipeline"
+	"github.com/ddpm/ddpm/schedule"
+	"github.com/ddpm/ddpm/viz"
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+)
+
+// runViz draws the lesson's pictures of a run:
+//
+//	ddpm viz step --run DIR   one training step at several t: x0 | eps | x_t | eps_hat | eps_hat - eps
+//	ddpm viz loss --run DIR   the loss curve of loss.csv (log scale, smoothed over the raw points)
+func runViz(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// The picture's name is the first argument; flags may also come before it.
+	pos := slices.IndexFunc(args, func(a string) bool { return a == "step" || a == "loss" })
+	if pos < 0 {
+		return usagef("viz: want a picture: ddpm viz step|loss --run DIR")
+	}
+	what := args[pos]
+	args = append(append([]string{what}, args[:pos]...), args[pos+1:]...)
+	fs := newFlags("viz "+what, "--run DIR [--out FILE.png]", stderr)
+	runDir := fs.String("run", "", "a run directory of ddpm train (step: also any pipeline directory; default: the bundled MNIST model)")
+	out := fs.String("out", "", "the PNG to write (default: RUN/step.png or RUN/loss.png)")
+	ts := fs.String("t", "50,250,500,750,950", "step: the timesteps of the rows")
+	seed := fs.Uint64("seed", 0, "step: seed of the images and the noise")
+	dataDir := fs.String("data-dir", "", "step: where the dataset's idx files are (default: the run's, the cache or the Go module)")
+	bk := backendFlag(fs)
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	switch what {
+	case "loss":
+		if *runDir == "" {
+			return usagef("viz loss: --run DIR is required")
+		}
+		if *out == "" {
+			*out = filepath.Join(*runDir, "loss.png")
+		}
+		title := filepath.Base(*runDir)
+		if err := plotLoss(filepath.Join(*runDir, lossLogFile), *out, title); err != nil {
+			return err
+		}
+	case "step":
+		dir := *runDir
+		if dir == "" {
+			var err error
+			if dir, err = models.Dir("mnist"); err != nil {
+				return err
+			}
+		}
+		if *out == "" {
+			*out = "step.png"
+			if *runDir != "" {
+				*out = filepath.Join(*runDir, "step.png")
+			}
+		}
+		var steps []int
+		for _, f := range strings.Split(*ts, ",") {
+			t, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return usagef("viz step: --t %q: want comma-separated timesteps", *ts)
+			}
+			steps = append(steps, t)
+		}
+		name := filepath.Base(dir)
+		if *runDir == "" {
+			name = "the bundled MNIST model"
+		}
+		if err := stepPanel(ctx, dir, name, *dataDir, steps, *seed, *bk, *out, stderr); err != nil {
+			return err
+		}
+	default:
+		return usagef("viz: unknown picture %q: want step or loss", what)
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", *out)
+	return nil
+}
+
+// stepPanel draws one training step of the model in dir at each timestep: a real image x0 (from the
+// run's dataset, else MNIST's test split), noise eps, the closed-form jump x_t and the model's eps_hat,
+// with the loss of each row.
+func stepPanel(ctx context.Context, dir, name, dataDir string, steps []int, seed uint64, backendName, out string, stderr io.Writer) error {
+	p, err := pipeline.Load(dir)
+	if err != nil {
+		return err
+	}
+	sched, err := schedule.New(p.Schedule)
+	if err != nil {
+		return err
+	}
+	for _, t := range steps {
+		if t < 0 || t >= sched.T() {
+			return usagef("viz step: timestep %d outside [0, %d)", t, sched.T())
+		}
+	}
+	uc := p.UNet.Config
+	c, h, w := uc.InChannels, 28, 28
+	if uc.SampleSize != nil {
+		h, w = uc.SampleSize[0], uc.SampleSize[1]
+	}
+	dsName := "mnist"
+	var rc runConfig
+	if b, err := os.ReadFile(filepath.Join(dir, runConfigFile)); err == nil && json.Unmarshal(b, &rc) == nil {
+		dsName = rc.Data
+		if dataDir == "" {
+			dataDir = rc.DataDir
+		}
+	}
+	ds, err := data.Load(ctx, dsName, "test", data.Options{Dir: dataDir, Progress: downloadProgress(stderr)})
+	if err != nil {
+		return err
+	}
+	if ds.C != c || ds.H != h || ds.W != w {
+		return fmt.Errorf("viz step: the model takes %dx%dx%d images, %s has %dx%dx%d", c, h, w, dsName, ds.C, ds.H, ds.W)
+	}
+	k := len(steps)
+	size := c * h * w
+	r := rand.New(rand.NewPCG(seed, 1))
+	x0 := make([]float32, 0, k*size)
+	eps := make([]float32, 0, k*size)
+	xt := make([]float32, 0, k*size)
+	tv := make([]int32, k)
+	for i, t := range steps {
+		img := ds.Image(r.IntN(ds.Len()))
+		e := make([]float32, size)
+		for j := range e {
+			e[j] = float32(r.NormFloat64())
+		}
+		x0 = append(x0, img...)
+		eps = append(eps, e...)
+		xt = append(xt, schedule.AddNoise(img, e, sched.AlphaBar[t])...)
+		tv[i] = int32(t)
+	}
+	b, _, err := openBackend(backendName, stderr)
+	if err != nil {
+		return err
+	}
+	model, err := newUNetModel(p.UNet, p.Weights)
+	if err != nil {
+		return err
+	}
+	predT, err := graph.ExecOnce(b, func(in []*graph.Node) *graph.Node {
+		return model.Denoiser(in[:1])(in[1], in[2], nil)
+	}, model.flat, tensors.FromFlatDataAndDimensions(xt, k, c, h, w), tensors.FromFlatDataAndDimensions(tv, k))
+	if err != nil {
+		return fmt.Errorf("viz step: %w", err)
+	}
+	pred := tensors.MustCopyFlatData[float32](predT)
+	rows := make([]viz.TrainingRow, k)
+	for i, t := range steps {
+		sl := func(v []float32) []float32 { return v[i*size : (i+1)*size] }
+		// The panel shows the model's estimate of the noise, whatever its prediction type.
+		conv := p.DDPM.Prediction.Convert(sched.AlphaBar[t])
+		epsHat := make([]float32, size)
+		for j := range epsHat {
+			epsHat[j] = float32(conv.EpsXt*float64(sl(xt)[j]) + conv.EpsM*float64(sl(pred)[j]))
+		}
+		rows[i] = viz.TrainingRow{T: t, AlphaBar: sched.AlphaBar[t], X0: sl(x0), Eps: sl(eps), Xt: sl(xt), EpsHat: epsHat}
+	}
+	img, err := viz.TrainingPanel(rows, c, h, w, viz.TrainingPanelOptions{Title: "one training step of " + name})
+	if err != nil {
+		return err
+	}
+	return viz.WritePNG(out, img)
+}
