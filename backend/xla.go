@@ -109,8 +109,9 @@ func AutotuneCacheDir(plugin string) (string, error) {
 			f.Close()
 		}
 	}
+	fmt.Fprintf(h, "%s\n", plugin)
 	if fi, err := os.Stat(plugin); err == nil {
-		fmt.Fprintf(h, "%s %d %d\n", plugin, fi.Size(), fi.ModTime().UnixNano())
+		fmt.Fprintf(h, "%d %d\n", fi.Size(), fi.ModTime().UnixNano())
 	}
 	h.Write([]byte(gpuModel()))
 	dir := filepath.Join(root, "xla-autotune", hex.EncodeToString(h.Sum(nil))[:16])
