@@ -2,7 +2,8 @@
 # The lesson's FID exercise on the GPU machine, in one call: DDPM with all T = 1000 steps against DDIM
 # with 100 steps (eta 0), from the same EMA weights, N = 5000 samples each, scored against 5000 real
 # images the model never saw, with pytorch-fid's Inception and with our classifier. Each sampler's
-# samples are drawn once (--save-samples) and scored by both extractors.
+# samples are drawn once (--save-samples) and scored by both extractors. A last pair of rows scores N
+# other unseen real images the same way: the FID that a perfect model would get at this N.
 #
 #   MNIST (default: the bundled model)   reference mnist:test[:5000], the first 5000 of the test split
 #   DATA=fashion-mnist MODEL=runs/fmnist reference fashion-mnist:holdout[:5000], the 10% hold-out of the
@@ -32,9 +33,10 @@ DDPM=./.bin/ddpm
 SAMPLES=/tmp/fid_exercise; mkdir -p "$SAMPLES"
 JSONL="$OUT/fid_exercise.jsonl"; : > "$JSONL"
 
+# REAL: other unseen real images, scored like samples: the FID that N alone leaves (the floor).
 case "$DATA" in
-  mnist) REF="mnist:test[:$N]" ;;
-  fashion-mnist) REF="fashion-mnist:holdout[:$N]" ;;
+  mnist) REF="mnist:test[:$N]"; REAL="mnist:test[$N:$((2 * N))]" ;;
+  fashion-mnist) REF="fashion-mnist:holdout[:$N]"; REAL="fashion-mnist:test[:$N]" ;;
   *) echo "DATA=$DATA: want mnist or fashion-mnist" >&2; exit 2 ;;
 esac
 SRC=()
@@ -82,21 +84,26 @@ for run in "ddpm $DDPM_STEPS" "ddim $DDIM_STEPS"; do
     --seed "$SEED" --save-samples "$x" --features inception "${INC[@]}"
   fid "${DATA}_$1$2_classifier" --images "$x" --features classifier --classifier "$CLASSIFIER"
 done
+fid "${DATA}_real_inception" --images "$REAL" --features inception "${INC[@]}"
+fid "${DATA}_real_classifier" --images "$REAL" --features classifier --classifier "$CLASSIFIER"
 echo "total wall $(( $(date +%s) - T0 ))s" | tee "$OUT/total.txt"
 
 # The table (sampling seconds of a classifier row: those of the Inception row that drew the samples).
 python3 - "$JSONL" <<'EOF' | tee "$OUT/fid_exercise_table.txt"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print(f"{'dataset':14} {'sampler':7} {'steps':>5} {'extractor':42} {'N':>5} {'FID':>9} {'sample_s':>8} {'(1st)':>6} {'feat_s':>7} {'ref_s':>6} {'dist_s':>6} {'proc_s':>7}")
+print(f"{'dataset':14} {'sampler':7} {'steps':>5} {'extractor':36} {'N':>5} {'FID':>9} {'sample_s':>8} {'(1st)':>6} {'feat_s':>7} {'ref_s':>6} {'dist_s':>6} {'proc_s':>7}")
 last = {}
 for r in rows:
+    r.setdefault("sampler", "real")
     key = (r.get("sampler"), r.get("steps"))
     if r.get("sample_s"):
         last[key] = r
     s = last.get(key, {})
-    ext = r["extractor"][:30] + " " + r["weights_sha256"][:8]
-    print(f"{r.get('dataset',''):14} {r.get('sampler',''):7} {r.get('steps',0):>5} {ext:42} {r['n']:>5} {r['fid']:>9.3f} "
+    name = r["extractor"]
+    name = "inception (pytorch-fid)" if name.startswith("inception") else name.split(" ")[0] + " (ours)"
+    ext = name + " " + r["weights_sha256"][:8]
+    print(f"{r.get('dataset',''):14} {r.get('sampler',''):7} {r.get('steps') or '-':>5} {ext:36} {r['n']:>5} {r['fid']:>9.3f} "
           f"{s.get('sample_s',0):>8.1f} {s.get('sample_first_batch_s',0):>6.1f} {r['features_s']:>7.1f} "
           f"{r['ref_s']:>6.1f} {r['distance_s']:>6.1f} {r.get('process_s',0):>7.1f}")
 print(f"card: {open(sys.argv[1].rsplit('/',1)[0] + '/card.txt').read().strip()}; ref {rows[0]['ref'] if rows else ''}; backend {rows[0]['device'] if rows else ''}")

@@ -79,6 +79,16 @@
 // pytorch-fid's own float32 output. On an NVIDIA GPU, XLA's float32 is not float32 (see
 // PrecisionAuto), so there the network computes in float64 unless told otherwise.
 //
+// # Our classifier
+//
+// Classifier is a fast, offline alternative for 28x28 grayscale data (MNIST, Fashion-MNIST): a
+// small CNN of ours (four 3x3 convolutions, two of stride 2, then fc 3136->128->10; see
+// ClassifierSpecs), trained with cross-entropy and Adam on the data set's training split
+// (TrainClassifier), whose 128 fc1 outputs before the ReLU are the features. Its Extractor is named
+// "classifier-<data set> (ours, not Inception)" with the SHA-256 of its weights file, so statistics of
+// one classifier are never compared with another's. Its FIDs rank models of one data set; they are
+// not comparable with published (Inception) FIDs.
+//
 // FindInceptionWeights finds pytorch-fid's weights file (ours, then torch hub's cache) or downloads
 // it; Extractor names the network and the SHA-256 of its weights in statistics files.
 package fid
