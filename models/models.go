@@ -1,6 +1,9 @@
-// Package models bundles small pretrained models with the binary, so that `ddpm sample` works on a fresh
-// machine without a download. Each is a diffusers pipeline directory (model_index.json, unet/,
-// scheduler/), loadable by diffusers' DDPMPipeline.from_pretrained as it is.
+// Package models bundles small pretrained models with the binary, so that `ddpm sample` and `ddpm fid`
+// work on a fresh machine without a download:
+//
+//	mnist              a diffusers pipeline directory (model_index.json, unet/, scheduler/), loadable by
+//	                   diffusers' DDPMPipeline.from_pretrained as it is
+//	classifier-mnist   our MNIST classifier, the extractor of `ddpm fid --features classifier`
 package models
 
 import (
@@ -10,12 +13,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 )
 
-//go:embed mnist
+//go:embed mnist classifier-mnist
 var bundled embed.FS
 
 // Names lists the bundled models.
@@ -34,7 +36,7 @@ func Names() []string {
 // Dir returns a directory holding the bundled model name: the copy in the user's cache directory
 // (written once, keyed by the content's hash, so a new binary with new weights never reads stale ones).
 func Dir(name string) (string, error) {
-	if _, err := fs.Stat(bundled, path.Join(name, "model_index.json")); err != nil {
+	if fi, err := fs.Stat(bundled, name); err != nil || !fi.IsDir() || name == "." {
 		return "", fmt.Errorf("models: no bundled model %q (have %v)", name, Names())
 	}
 	h := sha256.New()
@@ -60,8 +62,8 @@ func Dir(name string) (string, error) {
 		return "", err
 	}
 	dir := filepath.Join(root, name+"-"+hex.EncodeToString(h.Sum(nil))[:12])
-	if _, err := os.Stat(filepath.Join(dir, "model_index.json")); err == nil {
-		return dir, nil
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil // complete: directories appear by rename only
 	}
 	tmp, err := os.MkdirTemp(root, "."+name+"-*")
 	if err != nil {
@@ -81,7 +83,7 @@ func Dir(name string) (string, error) {
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		os.RemoveAll(tmp)
-		if _, statErr := os.Stat(filepath.Join(dir, "model_index.json")); statErr == nil {
+		if _, statErr := os.Stat(dir); statErr == nil {
 			return dir, nil // another process won the race
 		}
 		return "", fmt.Errorf("models: %w", err)

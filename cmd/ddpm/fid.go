@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -353,6 +354,13 @@ func loadExtractor(kind, inceptionPath, classDir string, ref *fidRef, shape [3]i
 	dataset := ref.dataset()
 	if dataset == "" && classDir == "" {
 		return nil, fmt.Errorf("fid: which classifier? the reference %s names no data set: pass --classifier DIR", ref)
+	}
+	if classDir == "" && slices.Contains(models.Names(), "classifier-"+dataset) {
+		if _, err := fid.FindClassifier(dataset, ""); err != nil { // nothing trained locally: the bundled one
+			if classDir, err = models.Dir("classifier-" + dataset); err != nil {
+				return nil, err
+			}
+		}
 	}
 	path, err := fid.FindClassifier(dataset, classDir)
 	if err != nil {

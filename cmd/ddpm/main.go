@@ -69,7 +69,12 @@ func init() {
 		"export":   {"write a run as a diffusers pipeline directory", runExport},
 		"verify":   {"check this machine's backend against diffusers' reference outputs", runVerify},
 		"bench":    {"measure training and sampling speed (one JSON line)", runBench},
+		"viz":      {"draw a run's training-step panel or loss curve", runViz},
 		"backends": {"list the compute backends found on this machine", runBackends},
+		"toy":      {"train and sample the 2-D swiss-roll toy", runToy},
+
+		"fid":        {"FID of generated samples or images against a data split (Inception or our classifier)", runFID},
+		"classifier": {"train or evaluate the small CNN that is the fast, offline FID extractor", runClassifier},
 	}
 }
 
