@@ -5,7 +5,10 @@
 # samples are drawn once (--save-samples) and scored by both extractors. A last pair of rows scores N
 # other unseen real images the same way: the FID that a perfect model would get at this N.
 #
-#   MNIST (default: the bundled model)   reference mnist:test[:5000], the first 5000 of the test split
+#   MNIST (default: the bundled model)   reference mnist:test, all 10000 (the model was trained on all of
+#                                        train); the floor: the 10% hold-out of train, unseen by the
+#                                        classifier. (The first and last 5000 test images come from
+#                                        different writers: never compare one half with the other.)
 #   DATA=fashion-mnist MODEL=runs/fmnist reference fashion-mnist:holdout[:5000], the 10% hold-out of the
 #                                        training split (seed 1234) that `ddpm train --holdout 0.1` skips
 #
@@ -35,7 +38,7 @@ JSONL="$OUT/fid_exercise.jsonl"; : > "$JSONL"
 
 # REAL: other unseen real images, scored like samples: the FID that N alone leaves (the floor).
 case "$DATA" in
-  mnist) REF="mnist:test[:$N]"; REAL="mnist:test[$N:$((2 * N))]" ;;
+  mnist) REF="mnist:test"; REAL="mnist:holdout[:$N]" ;;
   fashion-mnist) REF="fashion-mnist:holdout[:$N]"; REAL="fashion-mnist:test[:$N]" ;;
   *) echo "DATA=$DATA: want mnist or fashion-mnist" >&2; exit 2 ;;
 esac
