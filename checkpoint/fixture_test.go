@@ -1,30 +1,13 @@
 package checkpoint
 
 import (
-	"os"
-	"path/filepath"
+	"github.com/ddpm/ddpm/internal/shared"
 	"strings"
 	"testing"
 )
 
-// sharedTestdata returns the path of a fixture under the shared test data directory,
-// $DDPM_SHARED_TESTDATA or ../../shared/testdata (the shared/ directory beside the repository).
-// A missing fixture fails the test under CI and skips it elsewhere.
-func sharedTestdata(t testing.TB, rel string) string {
-	t.Helper()
-	dir := os.Getenv("DDPM_SHARED_TESTDATA")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "testdata")
-	}
-	path := filepath.Join(dir, rel)
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("fixture %s: %v (set DDPM_SHARED_TESTDATA to the shared/testdata directory)", path, err)
-		}
-		t.Skipf("fixture %s not found (set DDPM_SHARED_TESTDATA): %v", path, err)
-	}
-	return path
-}
+// sharedTestdata is shared.Path: the fixture under ../shared/testdata ($DDPM_SHARED_TESTDATA).
+func sharedTestdata(t testing.TB, rel string) string { return shared.Path(t, rel) }
 
 // wantError fails unless err is an error whose message contains fragment.
 func wantError(t *testing.T, err error, fragment string) {

@@ -1,32 +1,15 @@
 package fid
 
 import (
-	"os"
-	"path/filepath"
+	"github.com/ddpm/ddpm/internal/shared"
 	"slices"
 	"testing"
 
 	"github.com/ddpm/ddpm/checkpoint"
 )
 
-// sharedTestdata returns the path of a fixture under the shared test data directory,
-// $DDPM_SHARED_TESTDATA or ../../shared/testdata (the shared/ directory beside the repository).
-// A missing fixture fails the test under CI and skips it elsewhere.
-func sharedTestdata(t *testing.T, rel string) string {
-	t.Helper()
-	dir := os.Getenv("DDPM_SHARED_TESTDATA")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "testdata")
-	}
-	path := filepath.Join(dir, rel)
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("fixture %s: %v (set DDPM_SHARED_TESTDATA to the shared/testdata directory)", path, err)
-		}
-		t.Skipf("fixture %s not found (set DDPM_SHARED_TESTDATA): %v", path, err)
-	}
-	return path
-}
+// sharedTestdata is shared.Path: the fixture under ../shared/testdata ($DDPM_SHARED_TESTDATA).
+func sharedTestdata(t *testing.T, rel string) string { return shared.Path(t, rel) }
 
 // readFixture reads a safetensors fixture.
 func readFixture(t *testing.T, path string) *checkpoint.File {

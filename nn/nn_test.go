@@ -2,24 +2,14 @@ package nn
 
 import (
 	"fmt"
+	"github.com/ddpm/ddpm/internal/shared"
 	"math"
 	"math/rand/v2"
 	"testing"
 
-	"github.com/ddpm/ddpm/backend"
-	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
-
-func goBackend(t *testing.T) backends.Backend {
-	t.Helper()
-	b, _, err := backend.New("go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func randTensor(rng *rand.Rand, dims ...int) *tensors.Tensor {
 	n := 1
@@ -46,7 +36,7 @@ func maxDiff(a, b []float64) float64 {
 // Our DotGeneral VJP (two matmuls) against GoMLX's stock one, for batch axes, several contracting axes,
 // contracting axes in a different order on each side, and batch axes that are not leading.
 func TestDotVJPMatchesStock(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	rng := rand.New(rand.NewPCG(1, 2))
 	cases := []struct {
 		name     string
@@ -93,7 +83,7 @@ func TestDotVJPMatchesStock(t *testing.T) {
 }
 
 func TestSliceVJP(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	rng := rand.New(rand.NewPCG(3, 4))
 	x := randTensor(rng, 2, 5, 6)
 	starts, limits := []int{0, 1, 2}, []int{2, 4, 6}
@@ -140,7 +130,7 @@ var convCases = []convCase{
 
 // The shift (im2col) convolution against the backend's own ConvGeneral, forward.
 func TestConvShiftMatchesNative(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	rng := rand.New(rand.NewPCG(5, 6))
 	for _, c := range convCases {
 		t.Run(c.String(), func(t *testing.T) {
@@ -160,7 +150,7 @@ func TestConvShiftMatchesNative(t *testing.T) {
 
 // The shift convolution's gradient against central finite differences (float64).
 func TestConvShiftGradient(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, c := range convCases {
 		t.Run(c.String(), func(t *testing.T) {
@@ -199,7 +189,7 @@ func TestConvShiftGradient(t *testing.T) {
 }
 
 func TestGroupNorm(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	rng := rand.New(rand.NewPCG(9, 10))
 	const n, c, h, w, groups, eps = 2, 6, 3, 2, 3, 1e-5
 	x, gamma, beta := randTensor(rng, n, c, h, w), randTensor(rng, c), randTensor(rng, c)
@@ -231,7 +221,7 @@ func TestGroupNorm(t *testing.T) {
 }
 
 func TestTimestepEmbedding(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	for _, c := range []struct {
 		dim   int
 		flip  bool
@@ -264,7 +254,7 @@ func TestTimestepEmbedding(t *testing.T) {
 }
 
 func TestUpsampleNearest2x(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	x := tensors.FromFlatDataAndDimensions([]float32{1, 2, 3, 4}, 1, 1, 2, 2)
 	e := graph.MustNewExec(b, UpsampleNearest2x)
 	got := tensors.MustCopyFlatData[float32](e.MustExec(x)[0])

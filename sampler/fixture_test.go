@@ -4,32 +4,17 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/ddpm/ddpm/internal/shared"
 	"math"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/ddpm/ddpm/schedule"
 )
 
-// fixturePath returns the path of a file under the shared testdata ($DDPM_SHARED_TESTDATA, else
-// ../../shared/testdata). A missing fixture fails the test under CI and skips it elsewhere.
-func fixturePath(t *testing.T, rel string) string {
-	t.Helper()
-	dir := os.Getenv("DDPM_SHARED_TESTDATA")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "testdata")
-	}
-	p := filepath.Join(dir, rel)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("fixture %s: %v (set DDPM_SHARED_TESTDATA to the shared testdata directory)", p, err)
-		}
-		t.Skipf("fixture %s missing (set DDPM_SHARED_TESTDATA): %v", p, err)
-	}
-	return p
-}
+// fixturePath is shared.Path: the fixture under ../shared/testdata ($DDPM_SHARED_TESTDATA).
+func fixturePath(t *testing.T, rel string) string { return shared.Path(t, rel) }
 
 // stepCase is one entry of schedulers.json's "cases" that this package checks: ddpm_step,
 // ddpm_step_strided and ddim_step.

@@ -1,26 +1,17 @@
 package sampler
 
 import (
+	"github.com/ddpm/ddpm/internal/shared"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
-	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/schedule"
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
-
-func goBackend(t *testing.T) backends.Backend {
-	t.Helper()
-	b, _, err := backend.New("go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func flat32(t *testing.T, x *tensors.Tensor) []float32 {
 	t.Helper()
@@ -36,7 +27,7 @@ func flat32(t *testing.T, x *tensors.Tensor) []float32 {
 // tolerances: the float32 graph adds at most graphTol to them).
 func TestGraphStepGolden(t *testing.T) {
 	f := loadStepFixture(t)
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	exec, err := graph.NewExec(b, func(row, xt, m, z *graph.Node) (*graph.Node, *graph.Node) {
 		return GraphStep(row, xt, m, z)
 	})
@@ -76,7 +67,7 @@ func TestGraphStepGolden(t *testing.T) {
 
 // TestGraphStepNoNoise checks that GraphStep with z = nil drops the noise term.
 func TestGraphStepNoNoise(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	coef := Coefficients{A: 2, B: -1, C: 0.5, D: 0.25, E: -0.125, Sigma: 3, Clip: 1}
 	xt, m := []float32{0.1, 0.7, -2}, []float32{-0.3, 0.2, 0.5}
 	got, err := execOnce(b, func(row, xt, m *graph.Node) []*graph.Node {
@@ -101,7 +92,7 @@ func TestGraphStepNoNoise(t *testing.T) {
 // schedule.AddNoise and Prediction.Target on the host. Tolerance 1e-6: float32 arithmetic with float32
 // table entries on values of magnitude ~3.
 func TestAddNoiseTargetGraph(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	s, err := schedule.New(schedule.Default())
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package sampler
 
 import (
 	"fmt"
+	"github.com/ddpm/ddpm/internal/shared"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -114,7 +115,7 @@ func runCases() []runCase {
 // against the host loop of Step. Tolerance 1e-5 relative to 1 + |want|: float32 on the device vs float64
 // arithmetic on the host, over up to 10 steps (observed max 3.2e-7).
 func TestRunMatchesHostLoop(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	s, err := schedule.New(schedule.Default())
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +168,7 @@ func TestRunMatchesHostLoop(t *testing.T) {
 // the step's input x_t and its x0Hat as the host loop computes them, and that the last step's x0Hat is the
 // returned sample (the last DDPM step and the last DDIM step with set_alpha_to_one return x0Hat itself).
 func TestRunRecord(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	s, err := schedule.New(schedule.Default())
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +247,7 @@ func TestRunRecord(t *testing.T) {
 // TestRunSeed checks the device RNG path: the same seed gives the same samples, another seed others, and a
 // deterministic DDIM (eta = 0) from a given x_T does not depend on the seed.
 func TestRunSeed(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	s, err := schedule.New(schedule.Default())
 	if err != nil {
 		t.Fatal(err)
@@ -301,7 +302,7 @@ func (panicModel) Denoiser([]*graph.Node) Denoiser {
 }
 
 func TestRunErrors(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	s, err := schedule.New(schedule.Default())
 	if err != nil {
 		t.Fatal(err)
@@ -345,7 +346,7 @@ func TestRunErrors(t *testing.T) {
 // Several steps per compiled call give the samples of one step per call: the same coefficients, the
 // same draws from the device RNG in the same order, or the same host noise.
 func TestRunStepsPerCall(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	s, err := schedule.New(schedule.Default())
 	if err != nil {
 		t.Fatal(err)

@@ -3,32 +3,17 @@ package schedule
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/ddpm/ddpm/internal/shared"
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 )
 
-// fixturePath returns the path of a file under the shared testdata ($DDPM_SHARED_TESTDATA, else
-// ../../shared/testdata). A missing fixture fails the test under CI and skips it elsewhere.
-func fixturePath(t *testing.T, rel string) string {
-	t.Helper()
-	dir := os.Getenv("DDPM_SHARED_TESTDATA")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "testdata")
-	}
-	p := filepath.Join(dir, rel)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("fixture %s: %v (set DDPM_SHARED_TESTDATA to the shared testdata directory)", p, err)
-		}
-		t.Skipf("fixture %s missing (set DDPM_SHARED_TESTDATA): %v", p, err)
-	}
-	return p
-}
+// fixturePath is shared.Path: the fixture under ../shared/testdata ($DDPM_SHARED_TESTDATA).
+func fixturePath(t *testing.T, rel string) string { return shared.Path(t, rel) }
 
 // diffusersCase is one entry of schedulers.json's "cases" (only the fields this package checks).
 type diffusersCase struct {

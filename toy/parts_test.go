@@ -3,6 +3,7 @@ package toy
 import (
 	"context"
 	"errors"
+	"github.com/ddpm/ddpm/internal/shared"
 	"math"
 	"slices"
 	"strings"
@@ -132,7 +133,7 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 	cfg := quickConfig()
 	cfg.Steps = 1000
 	calls := 0
-	_, err := Run(ctx, goBackend(t), cfg, func(done, total int64, loss float32) {
+	_, err := Run(ctx, shared.GoBackend(t), cfg, func(done, total int64, loss float32) {
 		calls++
 		if done == 3 {
 			cancel()

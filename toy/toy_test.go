@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"github.com/ddpm/ddpm/internal/shared"
 	"image/png"
 	"math"
 	"math/rand/v2"
@@ -18,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/data"
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/schedule"
@@ -27,15 +27,6 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
-
-func goBackend(t *testing.T) backends.Backend {
-	t.Helper()
-	b, _, err := backend.New("go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestSpecsAreAPyTorchStateDict(t *testing.T) {
 	var got []string
@@ -82,7 +73,7 @@ func mlpLoss(t *testing.T, b backends.Backend, m MLP) func(w []*tensors.Tensor, 
 // TestGradientMatchesFiniteDifferences checks the autodiff gradient of the training loss with
 // respect to elements of every weight tensor, first layer included, against central differences.
 func TestGradientMatchesFiniteDifferences(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	m := DefaultMLP()
 	specs := m.Specs()
 	loss := mlpLoss(t, b, m)
@@ -124,7 +115,7 @@ func TestGradientMatchesFiniteDifferences(t *testing.T) {
 // off), so an element moves by lr unless its gradient is 0 or below ~eps. A layer cut off from the
 // gradient would not move at all.
 func TestOneStepMovesEveryWeight(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	cfg := DefaultConfig()
 	cfg.Train.BatchSize = 64
 	cfg.Train.WeightDecay = 0
@@ -183,7 +174,7 @@ func TestOneStepMovesEveryWeight(t *testing.T) {
 // TestInputScaleIsFirstLayerScaling checks what MLP documents: scaling x_t by s is the same network
 // as scaling the x columns of net.0.weight by s.
 func TestInputScaleIsFirstLayerScaling(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	scaled := DefaultMLP()
 	plain := scaled
 	plain.InputScale = 1
@@ -243,7 +234,7 @@ func quickRun(t *testing.T) *Result {
 	t.Helper()
 	quick.once.Do(func() {
 		start := time.Now()
-		quick.res, quick.err = Run(context.Background(), goBackend(t), quickConfig(), nil)
+		quick.res, quick.err = Run(context.Background(), shared.GoBackend(t), quickConfig(), nil)
 		quick.took = time.Since(start)
 	})
 	if quick.err != nil {
@@ -293,7 +284,7 @@ func TestSampleQuality(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	untrained, _, err := Sample(goBackend(t), cfg.MLP, nn.InitTensors(cfg.MLP.Specs(), cfg.Seed), sched, cfg.Sampler, n, 3, 2)
+	untrained, _, err := Sample(shared.GoBackend(t), cfg.MLP, nn.InitTensors(cfg.MLP.Specs(), cfg.Seed), sched, cfg.Sampler, n, 3, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

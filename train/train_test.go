@@ -2,28 +2,18 @@ package train
 
 import (
 	"context"
+	"github.com/ddpm/ddpm/internal/shared"
 	"math"
 	"strings"
 	"testing"
 
-	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/data"
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/schedule"
 	"github.com/ddpm/ddpm/unet"
-	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
-
-func goBackend(t *testing.T) backends.Backend {
-	t.Helper()
-	b, _, err := backend.New("go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func tinyUNet(t *testing.T) *unet.Model {
 	t.Helper()
@@ -73,7 +63,7 @@ func linearSchedule(t *testing.T, T int) *schedule.Schedule {
 }
 
 func TestTrainingLowersLoss(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	cfg := Default()
 	cfg.BatchSize = 16
 	cfg.LR = 2e-3
@@ -136,7 +126,7 @@ func host(t *testing.T, x *tensors.Tensor) []float32 {
 
 // EMA with decay d follows ema_n = d ema_{n-1} + (1-d) p_n exactly; decay 0 copies the weights.
 func TestEMA(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	for _, d := range []float64{0, 0.5, 0.9} {
 		cfg := Default()
 		cfg.BatchSize, cfg.EMADecay, cfg.LR = 4, d, 0.05
@@ -177,7 +167,7 @@ func TestEMAWarmupDecay(t *testing.T) {
 // model: loss = mean((w x_t - eps)^2) has d/dw = mean(2 (w x_t - eps) x_t). We recover the gradient
 // from the first step, where Adam moves every weight by lr exactly (m/sqrt(v) = sign(g)).
 func TestAdamWFirstStepMovesByLR(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	cfg := Default()
 	cfg.BatchSize, cfg.LR, cfg.WeightDecay = 4, 0.01, 0.1
 	tr, err := New(b, cfg, linearModel{}, linearSchedule(t, 10), bars(8), []int{8, 1, 8, 8}, nil)
@@ -206,7 +196,7 @@ func TestAdamWFirstStepMovesByLR(t *testing.T) {
 // Resuming from a copy of the state taken after N steps reproduces an uninterrupted 2N-step run
 // exactly: the RNG state, moments, EMA and step counter are the whole state.
 func TestResumeMatchesUninterrupted(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	cfg := Default()
 	cfg.BatchSize = 8
 	cfg.LR = 1e-3
@@ -253,7 +243,7 @@ func TestResumeMatchesUninterrupted(t *testing.T) {
 
 // A state survives the trip through a checkpoint file exactly, and a file for another model is refused.
 func TestStateFileRoundTrip(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	m := tinyUNet(t)
 	tr, err := New(b, Default(), m, linearSchedule(t, 10), bars(64), []int{64, 1, 8, 8}, nil)
 	if err != nil {
@@ -290,7 +280,7 @@ func TestStateFileRoundTrip(t *testing.T) {
 // first steps: the same init, batches and noise, losses within bfloat16's 3 significant digits
 // compounded over a few steps (5%).
 func TestBF16TracksFP32(t *testing.T) {
-	b := goBackend(t)
+	b := shared.GoBackend(t)
 	losses := map[Precision][]float32{}
 	for _, p := range []Precision{FP32, BF16} {
 		cfg := Default()

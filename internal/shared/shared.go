@@ -1,4 +1,5 @@
-// Package shared finds the reference fixtures of ../shared/testdata for tests.
+// Package shared holds what tests share: the reference fixtures of ../shared/testdata and the
+// backend they run on.
 package shared
 
 import (
@@ -6,6 +7,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/ddpm/ddpm/backend"
+	"github.com/gomlx/gomlx/backends"
 )
 
 // EnvVar names the directory of the shared reference fixtures; .ci/run sets it.
@@ -33,4 +37,14 @@ func Path(t testing.TB, rel string) string {
 		t.Skipf("fixture %s missing (set %s to ../shared/testdata)", p, EnvVar)
 	}
 	return p
+}
+
+// GoBackend returns GoMLX's pure-Go backend, the one tests run on.
+func GoBackend(t testing.TB) backends.Backend {
+	t.Helper()
+	b, _, err := backend.New("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
