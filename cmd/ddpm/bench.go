@@ -63,7 +63,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		tc.ZeroInit = []string{"conv_out.weight", "conv_out.bias"}
 		tc.StepsPerCall = *perCall
 		if tc.StepsPerCall == 0 {
-			tc.StepsPerCall = defaultTrainStepsPerCall(info.Kind)
+			tc.StepsPerCall = stepsPerCall
 		}
 		if err := tc.Precision.UnmarshalText([]byte(*precision)); err != nil {
 			return usagef("bench: --precision: %v", err)
@@ -161,7 +161,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		shape := []int{uc.InChannels, uc.SampleSize[0], uc.SampleSize[1]}
 		opts := sampler.Options{N: *batch, Shape: shape, StepsPerCall: *perCall}
 		if *perCall == 0 {
-			opts.StepsPerCall = defaultStepsPerCall(info.Kind)
+			opts.StepsPerCall = stepsPerCall
 		}
 		x, err := sampler.Run(b, model, plan, opts)
 		if err != nil {
@@ -188,8 +188,3 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintln(stdout, string(j))
 	return nil
 }
-
-// defaultTrainStepsPerCall is 1. With the weights, moments and EMA in four flat buffers, an H200 ran
-// 11.1k images/s at batch 64 with one step per call and 9.9k with ten, whose first call also took
-// 36.7 s to compile instead of 15.6 s (bench/results/2026-11-26-H200.json).
-func defaultTrainStepsPerCall(k interface{ String() string }) int { return 1 }

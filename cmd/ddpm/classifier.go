@@ -54,7 +54,7 @@ func runClassifierTrain(ctx context.Context, args []string, stdout, stderr io.Wr
 		wd       = fs.Float64("weight-decay", def.WeightDecay, "decoupled weight decay (AdamW; 0: Adam)")
 		seed     = fs.Uint64("seed", def.Seed, "seed of the initial weights and the batch order")
 		holdout  = fs.Float64("holdout", classifierHoldOut, "fraction of the training split not trained on (seed "+strconv.Itoa(refHoldOutSeed)+", the images of fid --ref DATA:holdout)")
-		perCall  = fs.Int("steps-per-call", 0, "optimizer steps per compiled call (0: 1 on the pure-Go backend, 10 on XLA)")
+		perCall  = fs.Int("steps-per-call", 0, "optimizer steps per compiled call (0: 1, the fastest measured)")
 		evalB    = fs.Int("eval-batch", 500, "batch size of the test-set evaluation")
 		testN    = fs.Int("test-n", 0, "measure the accuracy on the first N test images (0: all)")
 		force    = fs.Bool("force", false, "replace an existing classifier in --out (cached FID statistics of the old one stay valid for it only)")
@@ -80,7 +80,7 @@ func runClassifierTrain(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	cfg.StepsPerCall = *perCall
 	if cfg.StepsPerCall == 0 {
-		cfg.StepsPerCall = defaultTrainStepsPerCall(info.Kind)
+		cfg.StepsPerCall = stepsPerCall
 	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("classifier train: %v", err)

@@ -482,7 +482,7 @@ func (g *fidGenerator) sample(b backends.Backend, kind backend.Kind, n, batch in
 	bar := newProgress(stderr, int64(n))
 	t0 := time.Now()
 	for k := 0; len(out) < n*size; k++ {
-		opts := sampler.Options{N: batch, Shape: g.shape[:], Seed: seed + int64(k), StepsPerCall: defaultStepsPerCall(kind)}
+		opts := sampler.Options{N: batch, Shape: g.shape[:], Seed: seed + int64(k), StepsPerCall: stepsPerCall}
 		x, err := sampler.Run(b, g.model, g.plan, opts)
 		if err != nil {
 			return nil, err

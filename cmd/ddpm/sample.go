@@ -187,7 +187,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	opts := sampler.Options{N: *n, Shape: []int{uc.InChannels, h, w}, Seed: *seed, StepsPerCall: *perCall}
 	if *perCall == 0 {
-		opts.StepsPerCall = defaultStepsPerCall(info.Kind)
+		opts.StepsPerCall = stepsPerCall
 	}
 	if *initArg != "" {
 		if opts.Init, err = readTensorArg(*initArg); err != nil {
@@ -233,10 +233,12 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// defaultStepsPerCall is 1: measured on an H200, DDPM-1000 of 64 MNIST images took 4.9 s with one
-// step per call, 17.2 s with 10 and 84.6 s with 50, all of the difference being the compilation of
-// the unrolled steps.
-func defaultStepsPerCall(k backend.Kind) int { return 1 }
+// stepsPerCall is the default number of steps per compiled call, of sampling and of training, on
+// every backend. Measured on an H200: DDPM-1000 of 64 MNIST images took 4.9 s with one step per call,
+// 17.2 s with 10 and 84.6 s with 50, the difference being the compilation of the unrolled steps;
+// training at batch 64 ran 11.1k images/s with one step per call and 9.9k with ten, whose first call
+// took 36.7 s to compile instead of 15.6 s (bench/results/2026-11-26-H200.json).
+const stepsPerCall = 1
 
 func describeSource(src string, bundled bool) string {
 	if bundled {
@@ -341,7 +343,7 @@ func sampleGrid(b backends.Backend, kind backend.Kind, model *unet.Model, ema *t
 	}
 	uc := model.Config
 	shape := []int{uc.InChannels, uc.SampleSize[0], uc.SampleSize[1]}
-	x, err := sampler.Run(b, unetModel{model, ema}, plan, sampler.Options{N: 64, Shape: shape, Seed: 1, StepsPerCall: defaultStepsPerCall(kind)})
+	x, err := sampler.Run(b, unetModel{model, ema}, plan, sampler.Options{N: 64, Shape: shape, Seed: 1, StepsPerCall: stepsPerCall})
 	if err != nil {
 		return err
 	}

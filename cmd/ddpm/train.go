@@ -77,7 +77,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		timesteps   = fs.Int("timesteps", 1000, "diffusion steps T")
 		holdout     = fs.Float64("holdout", 0, "fraction of the training set held out (never trained on), e.g. 0.1")
 		seed        = fs.Uint64("seed", 0, "seed of the weights, batches and noise")
-		perCall     = fs.Int("steps-per-call", 0, "optimizer steps per compiled call (0: 1 on CPU, 10 on GPU)")
+		perCall     = fs.Int("steps-per-call", 0, "optimizer steps per compiled call (0: 1, the fastest measured)")
 		sampleEvery = fs.Int("sample-every", 5, "write a grid of EMA samples every N epochs (0: only at the end)")
 		sampleSteps = fs.Int("sample-steps", 50, "DDIM steps for those grids")
 		ckptSteps   = fs.Int64("checkpoint-every", 5000, "checkpoint every N steps")
@@ -251,7 +251,7 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 	}
 	cfg := rc.Train
 	if cfg.StepsPerCall == 0 {
-		cfg.StepsPerCall = defaultTrainStepsPerCall(info.Kind)
+		cfg.StepsPerCall = stepsPerCall
 	}
 	tr, err := train.New(b, cfg, model, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, nil)
 	if err != nil {
