@@ -1,3 +1,5 @@
+//go:build gallery
+
 package viz
 
 import (
@@ -16,13 +18,14 @@ import (
 )
 
 // TestGallery renders every picture with synthetic data into the directory named by
-// DDPM_VIZ_GALLERY (for example /tmp/viz), for a person to look at. It is skipped otherwise.
+// DDPM_VIZ_GALLERY (for example /tmp/viz), for a person to look at. It is a generator, not a check,
+// so it builds only with the gallery tag:
 //
-//	DDPM_VIZ_GALLERY=/tmp/viz go test ./viz/ -run Gallery
+//	DDPM_VIZ_GALLERY=/tmp/viz go test -tags gallery ./viz/ -run Gallery
 func TestGallery(t *testing.T) {
 	dir := os.Getenv("DDPM_VIZ_GALLERY")
 	if dir == "" {
-		t.Skip("set DDPM_VIZ_GALLERY to a directory to render the gallery")
+		t.Fatal("set DDPM_VIZ_GALLERY to a directory to render the gallery into")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
