@@ -38,19 +38,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	p, err := pipeline.Load(src)
+	p, err := loadPipeline(src, *online, stderr)
 	if err != nil {
 		return err
-	}
-	if *online {
-		st, _, path, err := loadLatest(src, p.UNet)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "online weights of %s\n", path)
-		if p.Weights, err = nn.Unflatten(p.UNet.Specs(), st.Params); err != nil {
-			return err
-		}
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
@@ -68,4 +58,27 @@ func abs(p string) string {
 		return p
 	}
 	return a
+}
+
+// loadPipeline loads the pipeline in dir, with the online weights of its last checkpoint instead of the
+// EMA weights when online is set (a run directory of ddpm train), and says which it took.
+func loadPipeline(dir string, online bool, stderr io.Writer) (*pipeline.Pipeline, error) {
+	p, err := pipeline.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, note := range p.Notes {
+		fmt.Fprintf(stderr, "note: %s\n", note)
+	}
+	if online {
+		st, _, path, err := loadLatest(dir, p.UNet)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stderr, "online weights of %s\n", path)
+		if p.Weights, err = nn.Unflatten(p.UNet.Specs(), st.Params); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }

@@ -100,24 +100,13 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	p, err := pipeline.Load(src)
+	p, err := loadPipeline(src, *online, stderr)
 	if err != nil {
 		return err
-	}
-	for _, note := range p.Notes {
-		fmt.Fprintf(stderr, "note: %s\n", note)
 	}
 	model, err := newUNetModel(p.UNet, p.Weights)
 	if err != nil {
 		return err
-	}
-	if *online {
-		st, _, path, err := loadLatest(src, p.UNet)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "online weights of %s\n", path)
-		model.flat = st.Params
 	}
 
 	b, info, err := openBackend(*bk, stderr)
