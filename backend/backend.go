@@ -58,8 +58,11 @@ type Info struct {
 	Plugin string // absolute path of the PJRT plugin; empty for Go
 	Device string // the device's description, as the backend reports it
 	Reason string // why this one: "asked for", "fastest found", ...
-	// CompileCache is the directory of XLA's autotuning cache (CUDA only).
+	// CompileCache is the directory of XLA's autotuning results and ddpm's compiled executables (CUDA
+	// only; CacheDir).
 	CompileCache string
+	// Async says that executions return once queued (CUDA; see loadWrappedPlugin).
+	Async bool
 }
 
 func (i Info) String() string {

@@ -74,18 +74,20 @@ func TestSearchFindsPlugins(t *testing.T) {
 	}
 }
 
-func TestAutotuneCacheDirIsKeyed(t *testing.T) {
+func TestCacheDirIsKeyed(t *testing.T) {
 	t.Setenv("DDPM_CACHE", t.TempDir())
-	a, err := AutotuneCacheDir("/a/plugin.so")
+	a, err := CacheDir("/a/plugin.so")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := AutotuneCacheDir("/b/plugin.so")
-	a2, _ := AutotuneCacheDir("/a/plugin.so")
+	b, _ := CacheDir("/b/plugin.so")
+	a2, _ := CacheDir("/a/plugin.so")
 	if a == b || a != a2 {
 		t.Errorf("cache dirs %q, %q, %q: want one per plugin, stable", a, b, a2)
 	}
-	if fi, err := os.Stat(a); err != nil || !fi.IsDir() {
-		t.Errorf("cache dir not created: %v", err)
+	for _, d := range []string{filepath.Join(a, "autotune"), ExecutableDir(a)} {
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			t.Errorf("cache dir %s not created: %v", d, err)
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,8 +22,10 @@ func init() {
 //   - it points XLA at the NVIDIA libraries pip installed beside the plugin (site-packages/nvidia),
 //     unless the user set that already: go-xla v0.1.4 would otherwise write a path of its author's
 //     machine into XLA_FLAGS;
-//   - it keeps XLA's autotuning results in the user's cache directory (AutotuneCacheDir), so that a
-//     second run skips most of the first step's autotuning;
+//   - it keeps XLA's autotuning results and the compiled executables in the user's cache directory
+//     (CacheDir; execcache.go), so that a second run skips the autotuning and the compilation
+//     ($DDPM_EXEC_CACHE=off: no executables);
+//   - it launches executions asynchronously (loadWrappedPlugin; $DDPM_XLA_SYNC=1: wait for each);
 //   - it asks the client not to preallocate most of the GPU's memory (set DDPM_XLA_PREALLOCATE=1 for
 //     XLA's default), so that the memory a run uses is the memory it needs.
 func newXLA(p Plugin) (backends.Backend, Info, error) {
@@ -39,9 +40,18 @@ func newXLA(p Plugin) (backends.Backend, Info, error) {
 		if nv := nvidiaDir(p.Path); nv != "" {
 			addXLAFlag("--xla_gpu_cuda_data_dir", nv)
 		}
-		if dir, err := AutotuneCacheDir(p.Path); err == nil {
-			addXLAFlag("--xla_gpu_per_fusion_autotune_cache_dir", dir)
+		if dir, err := CacheDir(p.Path); err == nil {
+			addXLAFlag("--xla_gpu_per_fusion_autotune_cache_dir", filepath.Join(dir, "autotune"))
 			info.CompileCache = dir
+			exeDir := ExecutableDir(dir)
+			if os.Getenv("DDPM_EXEC_CACHE") == "off" {
+				exeDir = ""
+			}
+			info.Async = os.Getenv("DDPM_XLA_SYNC") != "1"
+			if err := loadWrappedPlugin(p.Path, exeDir, info.Async); err != nil {
+				info.CompileCache += " (autotuning only: " + err.Error() + ")"
+				info.Async = false
+			}
 		}
 		if os.Getenv("GOPJRT_CUDA_CHECKS") == "" {
 			os.Setenv("GOPJRT_CUDA_CHECKS", "0")
@@ -90,10 +100,12 @@ func deviceName(desc string) string {
 	return desc
 }
 
-// AutotuneCacheDir is where XLA's per-fusion autotuning results are kept for this binary, this plugin and
-// this GPU: $DDPM_CACHE (or the user cache dir)/ddpm/xla-autotune/<hash>. The hash covers the binary,
-// the plugin file and the GPU's model, so that a new build, plugin or card never reads stale entries.
-func AutotuneCacheDir(plugin string) (string, error) {
+// CacheDir is where XLA's per-fusion autotuning results (CacheDir/autotune) and ddpm's compiled
+// executables (ExecutableDir) are kept for this plugin and this GPU: $DDPM_CACHE (or the user cache
+// dir)/ddpm/xla/<hash>. The hash covers the plugin file and the GPU's model, so that another plugin or
+// card never reads these entries. Inside, entries are keyed by their content (the fusion, the program),
+// so a new build of ddpm reuses exactly the entries whose programs did not change.
+func CacheDir(plugin string) (string, error) {
 	root := os.Getenv("DDPM_CACHE")
 	if root == "" {
 		c, err := os.UserCacheDir()
@@ -103,19 +115,18 @@ func AutotuneCacheDir(plugin string) (string, error) {
 		root = filepath.Join(c, "ddpm")
 	}
 	h := sha256.New()
-	if exe, err := os.Executable(); err == nil {
-		if f, err := os.Open(exe); err == nil {
-			io.Copy(h, f)
-			f.Close()
-		}
-	}
 	fmt.Fprintf(h, "%s\n", plugin)
 	if fi, err := os.Stat(plugin); err == nil {
 		fmt.Fprintf(h, "%d %d\n", fi.Size(), fi.ModTime().UnixNano())
 	}
 	h.Write([]byte(gpuModel()))
-	dir := filepath.Join(root, "xla-autotune", hex.EncodeToString(h.Sum(nil))[:16])
-	return dir, os.MkdirAll(dir, 0o755)
+	dir := filepath.Join(root, "xla", hex.EncodeToString(h.Sum(nil))[:16])
+	for _, d := range []string{filepath.Join(dir, "autotune"), ExecutableDir(dir)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 // gpuModel reads the model names of the NVIDIA GPUs from the driver, without loading CUDA.

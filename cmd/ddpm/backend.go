@@ -22,7 +22,19 @@ func openBackend(name string, stderr io.Writer) (backends.Backend, backend.Info,
 		return nil, info, err
 	}
 	fmt.Fprintf(stderr, "backend: %s (%s)\n", info, info.Reason)
+	if info.CompileCache != "" {
+		fmt.Fprintf(stderr, "compile cache: %s\n", info.CompileCache)
+	}
 	return b, info, nil
+}
+
+// compileNote says, for an XLA backend, how many programs were compiled and how many came from the
+// executable cache so far; "" for the pure-Go backend, which compiles nothing.
+func compileNote(info backend.Info) string {
+	if info.Kind == backend.Go {
+		return ""
+	}
+	return "; programs: " + backend.Compilations().String()
 }
 
 func runBackends(ctx context.Context, args []string, stdout, stderr io.Writer) error {

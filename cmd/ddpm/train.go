@@ -316,7 +316,7 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 		el := time.Since(start).Seconds()
 		if firstCall {
 			firstCall = false
-			fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs\n", len(losses), el)
+			fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs%s\n", len(losses), el, compileNote(info))
 			start, startStep = time.Now(), st.Step
 			el = 1e-9
 		}

@@ -1,0 +1,240 @@
+// See execcache.h and execcache.go.
+#include "execcache.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// PJRT_Api: struct_size, extension_start, PJRT_Api_Version (24 bytes), then function pointers.
+typedef void *(*pjrt_fn)(void *args);
+typedef struct {
+	size_t struct_size;
+	void *extension_start;
+	size_t version_struct_size;
+	void *version_extension_start;
+	int major_version;
+	int minor_version;
+	pjrt_fn fn[];
+} api_table;
+
+static const api_table *real_api;
+static api_table *wrapped_api;
+
+extern void *ddpmCompileHook(void *args); // Go, execcache.go
+
+static void *compile_hook(void *args) { return ddpmCompileHook(args); }
+
+// PJRT_LoadedExecutable_Execute_Args, up to the field the hook changes.
+typedef struct {
+	size_t struct_size;
+	void *extension_start;
+	void *executable;
+	void *options;
+	void *argument_lists;
+	size_t num_devices;
+	size_t num_args;
+	void *output_lists;
+	void **device_complete_events; // in/out
+} execute_args;
+
+static volatile int async_execute;
+
+void ddpm_set_async(int on) { async_execute = on; }
+
+// execute_hook launches an execution. In async mode it drops the request for completion events: the
+// caller (go-xla's ExecuteAndWait) waits on them only when the field is set after the call. PJRT orders
+// later executions and transfers after this one by the buffers' own events, as it does for JAX.
+static void *execute_hook(void *args) {
+	execute_args *a = args;
+	if (async_execute) {
+		a->device_complete_events = NULL;
+	}
+	return real_api->fn[DDPM_PJRT_LoadedExecutable_Execute](args);
+}
+
+const void *ddpm_open_plugin(const char *path, char *err, size_t n) {
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		snprintf(err, n, "dlopen: %s", dlerror());
+		return NULL;
+	}
+	const void *(*get)(void) = (const void *(*)(void))dlsym(h, "GetPjrtApi");
+	if (!get) {
+		snprintf(err, n, "no GetPjrtApi in %s", path);
+		return NULL;
+	}
+	const void *api = get();
+	if (!api) {
+		snprintf(err, n, "GetPjrtApi returned NULL");
+	}
+	return api;
+}
+
+const void *ddpm_wrap_api(const void *real) {
+	const api_table *r = (const api_table *)real;
+	size_t need = offsetof(api_table, fn) + sizeof(pjrt_fn) * (DDPM_PJRT_Executable_DeserializeAndLoad + 1);
+	if (wrapped_api || r->struct_size < need) {
+		return NULL;
+	}
+	wrapped_api = malloc(r->struct_size);
+	if (!wrapped_api) {
+		return NULL;
+	}
+	memcpy(wrapped_api, r, r->struct_size);
+	real_api = r;
+	wrapped_api->fn[DDPM_PJRT_Client_Compile] = compile_hook;
+	wrapped_api->fn[DDPM_PJRT_LoadedExecutable_Execute] = execute_hook;
+	return wrapped_api;
+}
+
+// PJRT_Program and PJRT_Client_Compile_Args.
+typedef struct {
+	size_t struct_size;
+	void *extension_start;
+	char *code;
+	size_t code_size;
+	const char *format;
+	size_t format_size;
+} program;
+
+typedef struct {
+	size_t struct_size;
+	void *extension_start;
+	void *client;
+	const program *program;
+	const char *compile_options;
+	size_t compile_options_size;
+	void *executable; // out
+} compile_args;
+
+void ddpm_compile_args(void *a, void **client, const char **code, size_t *code_size, const char **format,
+		size_t *format_size, const char **options, size_t *options_size) {
+	compile_args *c = a;
+	*client = c->client;
+	*code = c->program->code;
+	*code_size = c->program->code_size;
+	*format = c->program->format;
+	*format_size = c->program->format_size;
+	*options = c->compile_options;
+	*options_size = c->compile_options_size;
+}
+
+void ddpm_set_executable(void *a, void *loaded) { ((compile_args *)a)->executable = loaded; }
+
+void *ddpm_get_executable(void *a) { return ((compile_args *)a)->executable; }
+
+void *ddpm_real_compile(void *args) { return real_api->fn[DDPM_PJRT_Client_Compile](args); }
+
+typedef struct {
+	size_t struct_size;
+	void *extension_start;
+	void *loaded_executable;
+	void *executable; // out
+} get_executable_args;
+
+typedef struct {
+	size_t struct_size;
+	void *extension_start;
+	void *executable;
+} destroy_args; // PJRT_Executable_Destroy_Args and PJRT_LoadedExecutable_Destroy_Args
+
+typedef struct {
+	size_t struct_size;
+	void *extension_start;
+	const void *executable;
+	const char *serialized_bytes;         // out
+	size_t serialized_bytes_size;         // out
+	void *serialized_executable;          // out
+	void (*serialized_executable_deleter)(void *); // out
+} serialize_args;
+
+typedef struct {
+	size_t struct_size;
+	void *extension_start;
+	void *client;
+	const char *serialized_executable;
+	size_t serialized_executable_size;
+	void *loaded_executable; // out
+	const char *overridden_serialized_compile_options;
+	size_t overridden_serialized_compile_options_size;
+} deserialize_args;
+
+void *ddpm_serialize(void *loaded, char **out, size_t *size) {
+	*out = NULL;
+	*size = 0;
+	get_executable_args g = {sizeof g, NULL, loaded, NULL};
+	void *err = real_api->fn[DDPM_PJRT_LoadedExecutable_GetExecutable](&g);
+	if (err) {
+		return err;
+	}
+	serialize_args s;
+	memset(&s, 0, sizeof s);
+	s.struct_size = sizeof s;
+	s.executable = g.executable;
+	err = real_api->fn[DDPM_PJRT_Executable_Serialize](&s);
+	if (!err) {
+		*out = malloc(s.serialized_bytes_size ? s.serialized_bytes_size : 1);
+		if (*out) {
+			memcpy(*out, s.serialized_bytes, s.serialized_bytes_size);
+			*size = s.serialized_bytes_size;
+		}
+		if (s.serialized_executable_deleter) {
+			s.serialized_executable_deleter(s.serialized_executable);
+		}
+	}
+	destroy_args d = {sizeof d, NULL, g.executable};
+	void *derr = real_api->fn[DDPM_PJRT_Executable_Destroy](&d);
+	if (derr && !err) {
+		return derr;
+	}
+	return err;
+}
+
+void *ddpm_deserialize(void *client, const char *data, size_t size, void **loaded) {
+	deserialize_args a;
+	memset(&a, 0, sizeof a);
+	a.struct_size = sizeof a;
+	a.client = client;
+	a.serialized_executable = data;
+	a.serialized_executable_size = size;
+	void *err = real_api->fn[DDPM_PJRT_Executable_DeserializeAndLoad](&a);
+	*loaded = err ? NULL : a.loaded_executable;
+	return err;
+}
+
+void ddpm_destroy_loaded(void *loaded) {
+	destroy_args d = {sizeof d, NULL, loaded};
+	void *err = real_api->fn[DDPM_PJRT_LoadedExecutable_Destroy](&d);
+	if (err) {
+		ddpm_error_take(err, NULL, 0);
+	}
+}
+
+typedef struct {
+	size_t struct_size;
+	void *extension_start;
+	const void *error;
+	const char *message; // out
+	size_t message_size; // out
+} error_message_args;
+
+typedef struct {
+	size_t struct_size;
+	void *extension_start;
+	void *error;
+} error_destroy_args;
+
+void ddpm_error_take(void *err, char *buf, size_t n) {
+	if (buf && n > 0) {
+		error_message_args m = {sizeof m, NULL, err, NULL, 0};
+		((void (*)(void *))real_api->fn[DDPM_PJRT_Error_Message])(&m);
+		size_t k = m.message_size < n - 1 ? m.message_size : n - 1;
+		if (m.message) {
+			memcpy(buf, m.message, k);
+		}
+		buf[k] = 0;
+	}
+	error_destroy_args d = {sizeof d, NULL, err};
+	((void (*)(void *))real_api->fn[DDPM_PJRT_Error_Destroy])(&d);
+}
