@@ -3,6 +3,7 @@ package sampler
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -86,7 +87,8 @@ func (o *Options) validate(steps int) error {
 }
 
 // Run samples from m by following plan on backend b and returns x_0 [N,C,H,W] float32 as the last step
-// returns it: in model space, not clamped.
+// returns it: in model space, not clamped. It compiles its graphs for this one run: to sample several
+// times from the same model (batches of the same shape, say), use a Runner, which keeps them.
 //
 // x_T is standard normal from opts.Seed on the device (graph.RNGStateFromSeed, graph.RandomNormal) unless
 // opts.Init is given; the step noise comes from the same device RNG unless opts.Noise is given. The same
@@ -96,61 +98,116 @@ func (o *Options) validate(steps int) error {
 // (x_prev, x0Hat, rng state), and reused for every step: the coefficients and timesteps of all steps are
 // put on the device before the loop, and the buffers of x_t and the rng state are donated, so the loop
 // stays on the device and reads back only the result (and the steps of opts.Record).
-func Run(b backends.Backend, m Model, plan Plan, opts Options) (result *tensors.Tensor, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			result = nil
-			if e, ok := r.(error); ok {
-				err = fmt.Errorf("sampler: run: %w", e)
-			} else {
-				err = fmt.Errorf("sampler: run: %v", r)
-			}
-		}
-	}()
-	if b == nil || m == nil {
-		return nil, fmt.Errorf("sampler: Run needs a backend and a model")
-	}
-	if len(plan) == 0 {
-		return nil, fmt.Errorf("sampler: empty plan; build one with DDPM.Plan or DDIM.Plan")
-	}
-	if err := opts.validate(len(plan)); err != nil {
+func Run(b backends.Backend, m Model, plan Plan, opts Options) (*tensors.Tensor, error) {
+	r, err := NewRunner(b, m)
+	if err != nil {
 		return nil, err
 	}
-	dims := append([]int{opts.N}, opts.Shape...)
-	sampleShape := shapes.Make(dtypes.Float32, dims...)
-	weights := m.Weights()
-	deviceNoise := opts.Noise == nil
-	hasLabels := opts.Labels != nil
+	defer r.Finalize()
+	return r.Run(plan, opts)
+}
 
-	var labels *tensors.Tensor
-	if hasLabels {
-		labels = tensors.FromFlatDataAndDimensions(slices.Clone(opts.Labels), opts.N)
+// A Runner samples from one model on one backend and keeps the graphs it compiles (the draw of x_T and
+// the step) from one Run to the next, so that later runs of the same configuration start at once. It
+// keeps one step graph per configuration it has run, a configuration being the sample shape [N,C,H,W],
+// the steps per call, whether labels are given and whether the step noise comes from the host: a run
+// that changes one of them compiles a graph of its own, and the earlier ones stay until Finalize. The
+// plan, seed, labels, x_T and host noise are inputs: changing them compiles nothing. The weights are
+// read from the model (Model.Weights) at every Run.
+//
+// A Runner is not safe for concurrent use. The zero value is not usable: make one with NewRunner.
+type Runner struct {
+	b     backends.Backend
+	m     Model
+	draws map[string]*graph.Exec // the draw of x_T, per sample shape
+	steps map[stepKey]*graph.Exec
+	built int // step graphs built so far (the graph function runs once per compiled graph)
+	stats RunStats
+}
+
+// stepKey is what the step graph depends on besides the shapes of the weights.
+type stepKey struct {
+	dims             string // [N,C,H,W]
+	k                int    // steps per call
+	labels, devNoise bool
+}
+
+// RunStats times one Runner.Run on the host clock. A compiled call may return before the device has
+// finished it (backend.Info.Async), so Run waits for the first call before reading the clock, and Loop
+// ends when x_0 has been read.
+type RunStats struct {
+	// Compiled is whether the run built and compiled a new step graph (the first run of its
+	// configuration); FirstCall then includes the compilation.
+	Compiled bool
+	// Draw is the time to draw x_T, the compilation of its graph included on the first run of a sample
+	// shape; 0 when Options.Init is given.
+	Draw time.Duration
+	// FirstCall is the time of the first step call (StepsPerCall steps), and Loop the time of all the
+	// step calls, the first included; Calls is the number of calls of StepsPerCall steps each.
+	FirstCall, Loop     time.Duration
+	Calls, StepsPerCall int
+	// Total is the time of the whole Run, from its start to x_0 on the host.
+	Total time.Duration
+}
+
+// SteadyStep is the mean time of one step in the calls after the first (compiled graph, warm device),
+// or 0 when the run had a single call.
+func (s RunStats) SteadyStep() time.Duration {
+	if s.Calls < 2 || s.StepsPerCall < 1 {
+		return 0
 	}
+	return (s.Loop - s.FirstCall) / time.Duration((s.Calls-1)*s.StepsPerCall)
+}
 
-	rng, err := graph.RNGStateFromSeed(opts.Seed)
+// NewRunner returns a Runner that samples from m on backend b. It compiles nothing yet: the graphs are
+// compiled by the first Run of each configuration. Call Finalize to free them.
+func NewRunner(b backends.Backend, m Model) (*Runner, error) {
+	if b == nil || m == nil {
+		return nil, fmt.Errorf("sampler: a Runner needs a backend and a model")
+	}
+	return &Runner{b: b, m: m, draws: map[string]*graph.Exec{}, steps: map[stepKey]*graph.Exec{}}, nil
+}
+
+// Stats returns the times of the last Run (the zero RunStats before the first, or when the last Run
+// failed before its steps).
+func (r *Runner) Stats() RunStats { return r.stats }
+
+// Finalize frees the compiled graphs. The Runner must not be used after it.
+func (r *Runner) Finalize() {
+	for _, e := range r.draws {
+		e.Finalize()
+	}
+	for _, e := range r.steps {
+		e.Finalize()
+	}
+	r.draws, r.steps = nil, nil
+}
+
+// drawExec returns the graph that draws x_T of the given shape, rng -> (rng, x_T).
+func (r *Runner) drawExec(sampleShape shapes.Shape) (*graph.Exec, error) {
+	key := fmt.Sprint(sampleShape.Dimensions)
+	if e := r.draws[key]; e != nil {
+		return e, nil
+	}
+	e, err := graph.NewExec(r.b, func(rng *graph.Node) (*graph.Node, *graph.Node) {
+		return graph.RandomNormal(rng, sampleShape)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("sampler: run: %w", err)
+		return nil, err
 	}
-	xt := opts.Init
-	ownXt := false // whether Run owns xt and may donate its buffer
-	if xt == nil {
-		draw, err := graph.NewExec(b, func(rng *graph.Node) (*graph.Node, *graph.Node) {
-			return graph.RandomNormal(rng, sampleShape)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("sampler: run: %w", err)
-		}
-		defer draw.Finalize()
-		out, err := draw.Exec(donate(b, rng))
-		if err != nil {
-			return nil, fmt.Errorf("sampler: run: drawing x_T: %w", err)
-		}
-		rng, xt, ownXt = out[0], out[1], true
-	}
+	r.draws[key] = e.SetMaxCache(1)
+	return e, nil
+}
 
-	k := stepsPerCall(opts, len(plan))
-	nw := len(weights)
-	step, err := graph.NewExec(b, func(in []*graph.Node) []*graph.Node {
+// stepExec returns the step graph of a configuration, (weights, x_t, rows [k,RowSize], ts [k,N],
+// [labels [N]], rng state or host noise [k,N,C,H,W]) -> (x_prev, x0Hat, [rng state]).
+func (r *Runner) stepExec(key stepKey, nw, n int) (*graph.Exec, error) {
+	if e := r.steps[key]; e != nil {
+		return e, nil
+	}
+	m, k, hasLabels, deviceNoise := r.m, key.k, key.labels, key.devNoise
+	e, err := graph.NewExec(r.b, func(in []*graph.Node) []*graph.Node {
+		r.built++
 		w, x, rows, ts := in[:nw], in[nw], in[nw+1], in[nw+2] // rows [k, RowSize], ts [k, N]
 		next := nw + 3
 		var y *graph.Node
@@ -161,7 +218,7 @@ func Run(b backends.Backend, m Model, plan Plan, opts Options) (result *tensors.
 		denoise := m.Denoiser(w)
 		var x0Hat *graph.Node
 		for j := 0; j < k; j++ {
-			t := graph.Reshape(graph.Slice(ts, graph.AxisElem(j), graph.AxisRange()), opts.N)
+			t := graph.Reshape(graph.Slice(ts, graph.AxisElem(j), graph.AxisRange()), n)
 			row := graph.Reshape(graph.Slice(rows, graph.AxisElem(j), graph.AxisRange()), RowSize)
 			out := denoise(x, t, y)
 			if out == nil || !out.Shape().Equal(x.Shape()) {
@@ -181,24 +238,93 @@ func Run(b backends.Backend, m Model, plan Plan, opts Options) (result *tensors.
 		return []*graph.Node{x, x0Hat}
 	})
 	if err != nil {
+		return nil, err
+	}
+	// One configuration has one set of input shapes (the weights' shapes fixed by the model): one compiled
+	// graph. A model whose weights change shape gets an error from Exec rather than a silent recompile.
+	r.steps[key] = e.SetMaxCache(1)
+	return e, nil
+}
+
+// Run samples as the function Run does, with the Runner's model and backend, reusing the graphs compiled
+// by earlier runs of the same configuration (see Runner). The same plan and opts give the same samples
+// as the function Run, bit for bit. Stats then times it.
+func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error) {
+	start := time.Now()
+	r.stats = RunStats{}
+	defer func() {
+		if rec := recover(); rec != nil {
+			result = nil
+			if e, ok := rec.(error); ok {
+				err = fmt.Errorf("sampler: run: %w", e)
+			} else {
+				err = fmt.Errorf("sampler: run: %v", rec)
+			}
+		}
+	}()
+	if r.steps == nil {
+		return nil, fmt.Errorf("sampler: Runner.Run after Finalize; make a new Runner with NewRunner")
+	}
+	if len(plan) == 0 {
+		return nil, fmt.Errorf("sampler: empty plan; build one with DDPM.Plan or DDIM.Plan")
+	}
+	if err := opts.validate(len(plan)); err != nil {
+		return nil, err
+	}
+	b := r.b
+	dims := append([]int{opts.N}, opts.Shape...)
+	sampleShape := shapes.Make(dtypes.Float32, dims...)
+	weights := r.m.Weights()
+	deviceNoise := opts.Noise == nil
+	hasLabels := opts.Labels != nil
+	var stats RunStats
+
+	var labels *tensors.Tensor
+	if hasLabels {
+		labels = tensors.FromFlatDataAndDimensions(slices.Clone(opts.Labels), opts.N)
+	}
+
+	rng, err := graph.RNGStateFromSeed(opts.Seed)
+	if err != nil {
 		return nil, fmt.Errorf("sampler: run: %w", err)
 	}
-	defer step.Finalize()
-	step.SetMaxCache(1) // every call has the same shapes: one compiled graph
+	xt := opts.Init
+	ownXt := false // whether Run owns xt and may donate its buffer
+	if xt == nil {
+		t0 := time.Now()
+		draw, err := r.drawExec(sampleShape)
+		if err != nil {
+			return nil, fmt.Errorf("sampler: run: %w", err)
+		}
+		out, err := draw.Exec(donate(b, rng))
+		if err != nil {
+			return nil, fmt.Errorf("sampler: run: drawing x_T: %w", err)
+		}
+		rng, xt, ownXt = out[0], out[1], true
+		stats.Draw = time.Since(t0)
+	}
+
+	k := stepsPerCall(opts, len(plan))
+	nw := len(weights)
+	built := r.built
+	step, err := r.stepExec(stepKey{fmt.Sprint(dims), k, hasLabels, deviceNoise}, nw, opts.N)
+	if err != nil {
+		return nil, fmt.Errorf("sampler: run: %w", err)
+	}
 
 	// Per-call inputs, put on the device once: the coefficient rows and timesteps of each call's steps.
 	calls := len(plan) / k
 	rows, ts := make([]*tensors.Tensor, calls), make([]*tensors.Tensor, calls)
 	for c := range rows {
-		r := make([]float32, 0, k*RowSize)
+		row := make([]float32, 0, k*RowSize)
 		tv := make([]int32, 0, k*opts.N)
 		for _, st := range plan[c*k : (c+1)*k] {
-			r = append(r, st.Coef.Row()...)
+			row = append(row, st.Coef.Row()...)
 			for range opts.N {
 				tv = append(tv, int32(st.T))
 			}
 		}
-		rows[c] = tensors.FromFlatDataAndDimensions(r, k, RowSize)
+		rows[c] = tensors.FromFlatDataAndDimensions(row, k, RowSize)
 		ts[c] = tensors.FromFlatDataAndDimensions(tv, k, opts.N)
 		for _, x := range []*tensors.Tensor{rows[c], ts[c]} {
 			if err := x.MaterializeOnDevice(b, false, 0); err != nil {
@@ -223,6 +349,7 @@ func Run(b backends.Backend, m Model, plan Plan, opts Options) (result *tensors.
 		record[i] = true
 	}
 	args := make([]any, 0, nw+5)
+	loop := time.Now()
 	for c := 0; c < calls; c++ {
 		i, st := c*k, plan[c*k] // with Record set, k = 1 and call c is step i
 		var xtHost *tensors.Tensor
@@ -253,6 +380,14 @@ func Run(b backends.Backend, m Model, plan Plan, opts Options) (result *tensors.
 		if err != nil {
 			return nil, fmt.Errorf("sampler: run: step %d (t=%d): %w", i, st.T, err)
 		}
+		if c == 0 {
+			// Executions may return once queued (backend.Info.Async): wait for the first one, so that
+			// FirstCall is the compilation and the first call's work.
+			if err := out[1].ToLocal(); err != nil {
+				return nil, fmt.Errorf("sampler: run: step %d: %w", i, err)
+			}
+			stats.FirstCall = time.Since(loop)
+		}
 		xt, ownXt = out[0], true
 		if deviceNoise {
 			rng = out[2]
@@ -268,9 +403,16 @@ func Run(b backends.Backend, m Model, plan Plan, opts Options) (result *tensors.
 			return nil, fmt.Errorf("sampler: run: step %d: %w", i, err)
 		}
 	}
+	stats.Calls, stats.StepsPerCall, stats.Compiled = calls, k, r.built > built
+	if deviceNoise {
+		rng.FinalizeAll()
+	}
 	if err := xt.ToLocal(); err != nil {
 		return nil, fmt.Errorf("sampler: run: reading x_0: %w", err)
 	}
+	stats.Loop = time.Since(loop) // the calls may have returned before the device finished: up to x_0 read
+	stats.Total = time.Since(start)
+	r.stats = stats
 	return xt, nil
 }
 

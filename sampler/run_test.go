@@ -386,3 +386,87 @@ func TestRunStepsPerCall(t *testing.T) {
 		t.Errorf("stepsPerCall(7, 1000 steps) = %d, want 5", k)
 	}
 }
+
+// countingModel counts the builds of its denoiser: one per step graph built (and compiled).
+type countingModel struct {
+	fakeModel
+	builds *int
+}
+
+func (c countingModel) Denoiser(w []*graph.Node) Denoiser {
+	*c.builds++
+	return c.fakeModel.Denoiser(w)
+}
+
+// TestRunner runs batches through one Runner: each gives, bit for bit, the samples of the one-shot Run
+// with the same options, and the step graph of a configuration is built once, kept when another
+// configuration comes between its runs.
+func TestRunner(t *testing.T) {
+	b := shared.GoBackend(t)
+	s, err := schedule.New(schedule.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := DefaultDDPM().Plan(s, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	builds := 0
+	model := countingModel{fakeModel{w: 0.8, u: 0.2}, &builds}
+	r, err := NewRunner(b, model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Finalize()
+	batch := Options{N: 2, Shape: []int{1, 2, 2}, StepsPerCall: 2}
+	for _, tc := range []struct {
+		name       string
+		opts       func(o *Options)
+		wantBuilds int
+	}{
+		{"seed 11", func(o *Options) { o.Seed = 11 }, 1},
+		{"seed 12", func(o *Options) { o.Seed = 12 }, 1},
+		{"N=3", func(o *Options) { o.N, o.Seed = 3, 13 }, 2},
+		{"labels", func(o *Options) { o.Labels, o.Seed = []int32{1, -1}, 14 }, 3},
+		{"seed 15, the first configuration again", func(o *Options) { o.Seed = 15 }, 3},
+	} {
+		opts := batch
+		tc.opts(&opts)
+		x, err := r.Run(plan, opts)
+		if err != nil {
+			t.Fatalf("%s: Runner.Run: %v", tc.name, err)
+		}
+		got := flat32(t, x)
+		st := r.Stats()
+		if builds != tc.wantBuilds {
+			t.Errorf("%s: %d step graphs built so far; want %d", tc.name, builds, tc.wantBuilds)
+		}
+		before := builds
+		want, err := Run(b, model, plan, opts)
+		if err != nil {
+			t.Fatalf("%s: Run: %v", tc.name, err)
+		}
+		if builds != before+1 {
+			t.Errorf("%s: the one-shot Run built %d step graphs; want 1", tc.name, builds-before)
+		}
+		builds = before
+		if fmt.Sprint(got) != fmt.Sprint(flat32(t, want)) {
+			t.Errorf("%s: Runner.Run gave\n%v\none-shot Run\n%v", tc.name, got, flat32(t, want))
+		}
+		newGraph := tc.name != "seed 12" && !strings.HasPrefix(tc.name, "seed 15")
+		if st.Compiled != newGraph || st.Calls != 3 || st.StepsPerCall != 2 || st.FirstCall <= 0 ||
+			st.Loop < st.FirstCall || st.Total < st.Loop+st.Draw || st.Draw <= 0 {
+			t.Errorf("%s: Stats() = %+v; want Compiled %v, 3 calls of 2 steps, FirstCall <= Loop <= Total", tc.name, st, newGraph)
+		}
+		if st.SteadyStep() != (st.Loop-st.FirstCall)/4 {
+			t.Errorf("%s: SteadyStep() = %v; want (Loop - FirstCall)/4", tc.name, st.SteadyStep())
+		}
+	}
+	r.Finalize()
+	if _, err := r.Run(plan, batch); err == nil || !strings.Contains(err.Error(), "Finalize") {
+		t.Errorf("Run after Finalize: err = %v; want an error about Finalize", err)
+	}
+	if _, err := NewRunner(nil, model); err == nil || !strings.HasPrefix(err.Error(), "sampler: ") {
+		t.Errorf("NewRunner(nil backend): err = %v; want a sampler error", err)
+	}
+}
