@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/data"
 	"github.com/ddpm/ddpm/models"
 	"github.com/ddpm/ddpm/nn"
@@ -26,6 +27,13 @@ import (
 //
 //	ddpm bench --what train --batch 64 --steps 2000       training throughput, first call apart
 //	ddpm bench --what sample --sampler ddpm --steps 1000  wall time from the weights to the PNG
+//
+// --what sample reports, in seconds unless named _ms: wall_s, from loading the weights to the PNG
+// written; load_s, the loading part of it (weights, model, plan); first_call_s, the first compiled call
+// (compilation + its steps_per_call steps); steps_s, all the step calls, the first included;
+// steady_step_ms, the mean time of one step after the first call. With --repeat N the whole sampling
+// (x_T, steps, PNG) runs N-1 more times in the same process with the graphs already compiled, and
+// repeat_wall_s is the mean wall time of those later runs.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", "--what train|sample [flags]", stderr)
 	var (
@@ -38,6 +46,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		precision = fs.String("precision", "fp32", "fp32 or bf16 (train)")
 		out       = fs.String("out", "", "sample: the PNG to write (default: a temporary file)")
 		random    = fs.Bool("random-weights", false, "sample: a UNet of --preset with random weights and a default DDPM scheduler (for timing)")
+		repeat    = fs.Int("repeat", 1, "sample: run the whole sampling this many times in one process, the later runs with the graphs compiled (reported as repeat_wall_s)")
 		bk        = backendFlag(fs)
 	)
 	if err := parse(fs, args); err != nil {
@@ -112,6 +121,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		res["train_step_gflop"] = flops / 1e9
 		res["tflops"] = flops / (el.Seconds() / float64(ran)) / 1e12
 	case "sample":
+		if *repeat < 1 {
+			return usagef("bench: --repeat %d: want at least 1", *repeat)
+		}
 		t0 := time.Now()
 		var p *pipeline.Pipeline
 		if *random {
@@ -163,10 +175,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *perCall == 0 {
 			opts.StepsPerCall = stepsPerCall
 		}
-		x, err := sampler.Run(b, model, plan, opts)
+		runner, err := sampler.NewRunner(b, model)
 		if err != nil {
 			return err
 		}
+		defer runner.Finalize()
+		load := time.Since(t0)
 		path := *out
 		if path == "" {
 			dir, err := os.MkdirTemp("", "ddpm-bench-")
@@ -176,13 +190,47 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			defer os.RemoveAll(dir)
 			path = filepath.Join(dir, "samples.png")
 		}
-		if err := writeSamples(path, tensors.MustCopyFlatData[float32](x), *batch, shape, 0, 0); err != nil {
+		// sample runs the whole sampling once, from drawing x_T to the PNG, through the one Runner.
+		sample := func() error {
+			x, err := runner.Run(plan, opts)
+			if err != nil {
+				return err
+			}
+			defer x.FinalizeAll()
+			return writeSamples(path, tensors.MustCopyFlatData[float32](x), *batch, shape, 0, 0)
+		}
+		if err := sample(); err != nil {
 			return err
 		}
-		res["sampler"], res["steps"], res["n"], res["steps_per_call"] = *kind, *steps, *batch, opts.StepsPerCall
 		res["wall_s"] = time.Since(t0).Seconds()
+		st := runner.Stats()
+		res["sampler"], res["steps"], res["n"], res["steps_per_call"] = *kind, *steps, *batch, opts.StepsPerCall
+		res["load_s"] = load.Seconds()
+		res["first_call_s"] = st.FirstCall.Seconds()
+		res["steps_s"] = st.Loop.Seconds()
+		if st.Calls > 1 { // else no call after the first
+			res["steady_step_ms"] = float64(st.SteadyStep()) / float64(time.Millisecond)
+		}
+		if *repeat > 1 {
+			t1 := time.Now()
+			for range *repeat - 1 {
+				if err := sample(); err != nil {
+					return err
+				}
+			}
+			res["repeat"] = *repeat
+			res["repeat_wall_s"] = time.Since(t1).Seconds() / float64(*repeat-1)
+		}
 	default:
 		return usagef("bench: --what %q: want train or sample", *what)
+	}
+	if info.Kind != backend.Go {
+		cs := backend.Compilations()
+		res["compiled"], res["loaded"], res["compile_s"], res["load_s_exec"] = cs.Compiled, cs.Loaded, cs.CompileTime.Seconds(), cs.LoadTime.Seconds()
+		res["async"] = info.Async
+		if cs.Problem != "" {
+			res["cache_problem"] = cs.Problem
+		}
 	}
 	j, _ := json.Marshal(res)
 	fmt.Fprintln(stdout, string(j))

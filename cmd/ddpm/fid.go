@@ -474,16 +474,24 @@ func newFIDGenerator(ctx context.Context, runDir, modelFlag, kind string, steps 
 // sample draws n samples in calls of batch (the last call sampled whole and cut), call k with seed
 // seed+k, and returns them [n,C,H,W] in model space. first gets the time of the first call, which
 // includes compilation.
+//
+// All calls go through one sampler.Runner and have the same shape (the last batch is sampled whole,
+// not smaller, which also keeps sample i the same whatever n), so the step graph is compiled once.
 func (g *fidGenerator) sample(b backends.Backend, kind backend.Kind, n, batch int, seed int64, stderr io.Writer, first *time.Duration) ([]float32, error) {
 	batch = min(batch, n)
 	size := g.shape[0] * g.shape[1] * g.shape[2]
 	out := make([]float32, 0, n*size)
 	fmt.Fprintf(stderr, "sampling %d images of %dx%dx%d: %s, %d per call\n", n, g.shape[0], g.shape[1], g.shape[2], g.describe, batch)
+	run, err := sampler.NewRunner(b, g.model)
+	if err != nil {
+		return nil, err
+	}
+	defer run.Finalize()
 	bar := newProgress(stderr, int64(n))
 	t0 := time.Now()
 	for k := 0; len(out) < n*size; k++ {
 		opts := sampler.Options{N: batch, Shape: g.shape[:], Seed: seed + int64(k), StepsPerCall: stepsPerCall}
-		x, err := sampler.Run(b, g.model, g.plan, opts)
+		x, err := run.Run(g.plan, opts)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"image/png"
 	"os"
@@ -239,4 +240,28 @@ func TestVizStepAndLoss(t *testing.T) {
 	if _, _, err := ddpm(t, "viz", "step", "--t", "5000", "--out", step); !isUsage(err) {
 		t.Errorf("viz step --t 5000: %v, want a usage error", err)
 	}
+}
+
+// bench --what sample reports its times apart, and with --repeat the later runs' wall time.
+func TestBenchSample(t *testing.T) {
+	src := shared.Path(t, "diffusers/tiny-ddpm-cifar10")
+	out, stderr, err := ddpm(t, "bench", "--what", "sample", "--preset", src, "--steps", "4", "--batch", "1",
+		"--steps-per-call", "2", "--repeat", "2", "--out", filepath.Join(t.TempDir(), "s.png"))
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("bench printed %q: %v", out, err)
+	}
+	num := func(k string) float64 { v, _ := res[k].(float64); return v }
+	for _, k := range []string{"wall_s", "load_s", "first_call_s", "steps_s", "steady_step_ms", "repeat_wall_s"} {
+		if num(k) <= 0 {
+			t.Errorf("bench: %s = %v; want a positive number\n%s", k, res[k], out)
+		}
+	}
+	if !(num("wall_s") > num("load_s")+num("steps_s") && num("steps_s") >= num("first_call_s")) {
+		t.Errorf("bench: want wall_s > load_s + steps_s and steps_s >= first_call_s: %s", out)
+	}
+	t.Log(out)
 }
