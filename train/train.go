@@ -280,7 +280,17 @@ func (tr *Trainer) Step(st *State, batches [][]int) ([]float32, error) {
 	return losses, nil
 }
 
-func (tr *Trainer) call(st *State, batches [][]int) (losses []float32, err error) {
+func (tr *Trainer) call(st *State, batches [][]int) ([]float32, error) {
+	lt, err := tr.launch(st, batches)
+	if err != nil {
+		return nil, err
+	}
+	return readLosses(lt, st.Step-int64(len(batches)))
+}
+
+// launch starts one compiled call of len(batches) steps and advances st. The losses stay on the device
+// (the backend may return before the device has finished): read them with readLosses.
+func (tr *Trainer) launch(st *State, batches [][]int) (*tensors.Tensor, error) {
 	bsz := tr.cfg.BatchSize
 	idx := make([]int32, 0, len(batches)*bsz)
 	for _, b := range batches {
@@ -305,13 +315,20 @@ func (tr *Trainer) call(st *State, batches [][]int) (losses []float32, err error
 	}
 	st.Params, st.M, st.V, st.EMA, st.RNG = out[0], out[1], out[2], out[3], out[4]
 	st.Step += int64(len(batches))
-	losses, err = tensors.CopyFlatData[float32](out[5])
+	return out[5], nil
+}
+
+// readLosses reads the losses of a call whose first step was step0+1 (waiting for the device) and
+// checks them.
+func readLosses(lt *tensors.Tensor, step0 int64) ([]float32, error) {
+	losses, err := tensors.CopyFlatData[float32](lt)
+	lt.FinalizeAll()
 	if err != nil {
 		return nil, fmt.Errorf("train: reading the loss: %w", err)
 	}
 	for i, l := range losses {
 		if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
-			return losses, fmt.Errorf("train: loss is %v at step %d: lower the learning rate or check the data", l, st.Step-int64(len(losses))+int64(i)+1)
+			return losses, fmt.Errorf("train: loss is %v at step %d: lower the learning rate or check the data", l, step0+int64(i)+1)
 		}
 	}
 	return losses, nil

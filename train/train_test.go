@@ -4,6 +4,7 @@ import (
 	"context"
 	"github.com/ddpm/ddpm/internal/shared"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -303,6 +304,64 @@ func TestBF16TracksFP32(t *testing.T) {
 		}
 		if a == c {
 			t.Errorf("step %d: bf16 and fp32 losses are identical (%g): is bf16 compute on?", i+1, a)
+		}
+	}
+}
+
+// Run reads losses in groups of calls; the losses, their order and the state are those of running the
+// steps one by one, every step is reported once, and a group ends where an epoch begins.
+func TestRunGroupsReadsWithoutChangingResults(t *testing.T) {
+	b := shared.GoBackend(t)
+	cfg := Default()
+	cfg.BatchSize, cfg.LR = 4, 0.01
+	tr, err := New(b, cfg, linearModel{}, linearSchedule(t, 10), bars(16), []int{16, 1, 8, 8}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := data.BatcherState{N: 16, BatchSize: 4, DropLast: true, Seed: 9} // 4 steps per epoch
+	const steps = 14
+	st, _ := tr.Init(2)
+	bt, _ := data.NewBatcher(bs)
+	var got []float32
+	var ends []int64
+	err = tr.Run(context.Background(), st, bt, steps, func(st *State, epoch int, l []float32) error {
+		got = append(got, l...)
+		if int64(len(got)) != st.Step {
+			t.Errorf("after at step %d: %d losses reported so far; want one per step", st.Step, len(got))
+		}
+		ends = append(ends, st.Step)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, _ := tr.Init(2)
+	bt1, _ := data.NewBatcher(bs)
+	var want []float32
+	for range steps {
+		l, err := tr.Step(one, [][]int{bt1.Next()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, l...)
+	}
+	if len(got) != steps {
+		t.Fatalf("%d losses reported, want %d", len(got), steps)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("loss of step %d: %g grouped, %g one by one", i+1, got[i], want[i])
+		}
+	}
+	if p, q := host(t, st.Params), host(t, one.Params); p[0] != q[0] {
+		t.Errorf("weights after %d steps: %g grouped, %g one by one", steps, p[0], q[0])
+	}
+	if len(ends) >= steps { // each call of this model takes microseconds, far under readEvery
+		t.Errorf("after was called after every call (at %v); want the reads grouped", ends)
+	}
+	for _, first := range []int64{5, 9, 13} { // the first step of epochs 2, 3, 4
+		if !slices.Contains(ends, first) {
+			t.Errorf("no group ended at step %d, the first of an epoch (groups ended at %v)", first, ends)
 		}
 	}
 }

@@ -237,6 +237,21 @@ func TestVizStepAndLoss(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "loss.png")); err != nil {
 		t.Error(err)
 	}
+	// Two runs on one plot, each with the mean of its last tenth.
+	other := filepath.Join(dir, "bf16")
+	os.Mkdir(other, 0o755)
+	os.WriteFile(filepath.Join(other, "loss.csv"), []byte("step,epoch,loss,wall_seconds\n1,0.1,0.8,1\n2,0.2,0.4,2\n3,0.3,0.25,3\n"), 0o644)
+	both := filepath.Join(dir, "both.png")
+	out, stderr, err := ddpm(t, "viz", "loss", "--run", dir+","+other, "--out", both)
+	if err != nil {
+		t.Fatalf("viz loss of two runs: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(out, "mean of the last 1: 0.20000") || !strings.Contains(out, "mean of the last 1: 0.25000") {
+		t.Errorf("viz loss of two runs printed %q; want each run's final mean (0.2 and 0.25)", out)
+	}
+	if _, err := os.Stat(both); err != nil {
+		t.Error(err)
+	}
 	if _, _, err := ddpm(t, "viz", "step", "--t", "5000", "--out", step); !isUsage(err) {
 		t.Errorf("viz step --t 5000: %v, want a usage error", err)
 	}

@@ -577,15 +577,24 @@ func writeFileAtomic(path string, data []byte) error {
 
 // plotLoss draws the loss curve of a run's loss.csv.
 func plotLoss(csvPath, pngPath, title string) error {
-	b, err := os.ReadFile(csvPath)
+	s, err := readLossSeries(csvPath)
 	if err != nil {
 		return err
 	}
+	return writeLossPlot([]viz.Series{s}, pngPath, title)
+}
+
+// readLossSeries reads the step and loss columns of a loss.csv.
+func readLossSeries(csvPath string) (viz.Series, error) {
+	var s viz.Series
+	b, err := os.ReadFile(csvPath)
+	if err != nil {
+		return s, err
+	}
 	rows, err := csv.NewReader(strings.NewReader(string(b))).ReadAll()
 	if err != nil {
-		return fmt.Errorf("%s: %w", csvPath, err)
+		return s, fmt.Errorf("%s: %w", csvPath, err)
 	}
-	var s viz.Series
 	for _, r := range rows[1:] {
 		step, err1 := strconv.ParseFloat(r[0], 64)
 		loss, err2 := strconv.ParseFloat(r[2], 64)
@@ -595,9 +604,13 @@ func plotLoss(csvPath, pngPath, title string) error {
 		}
 	}
 	if len(s.Loss) == 0 {
-		return fmt.Errorf("%s: no loss rows", csvPath)
+		return s, fmt.Errorf("%s: no loss rows", csvPath)
 	}
-	img, err := viz.LossPlot([]viz.Series{s}, viz.LossPlotOptions{Title: "training loss, " + title, XLabel: "step", YLabel: "MSE loss"})
+	return s, nil
+}
+
+func writeLossPlot(series []viz.Series, pngPath, title string) error {
+	img, err := viz.LossPlot(series, viz.LossPlotOptions{Title: "training loss, " + title, XLabel: "step", YLabel: "MSE loss"})
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,8 @@ import (
 // runViz draws the lesson's pictures of a run:
 //
 //	ddpm viz step --run DIR   one training step at several t: x0 | eps | x_t | eps_hat | eps_hat - eps
-//	ddpm viz loss --run DIR   the loss curve of loss.csv (log scale, smoothed over the raw points)
+//	ddpm viz loss --run DIR   the loss curve of loss.csv (log scale, smoothed over the raw points);
+//	                          --run DIR1,DIR2 draws several runs on one plot and prints their final means
 func runViz(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// The picture's name is the first argument; flags may also come before it.
 	pos := slices.IndexFunc(args, func(a string) bool { return a == "step" || a == "loss" })
@@ -46,13 +47,33 @@ func runViz(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	switch what {
 	case "loss":
 		if *runDir == "" {
-			return usagef("viz loss: --run DIR is required")
+			return usagef("viz loss: --run DIR is required (or DIR1,DIR2,... to compare runs)")
 		}
+		dirs := strings.Split(*runDir, ",")
 		if *out == "" {
-			*out = filepath.Join(*runDir, "loss.png")
+			*out = filepath.Join(dirs[0], "loss.png")
 		}
-		title := filepath.Base(*runDir)
-		if err := plotLoss(filepath.Join(*runDir, lossLogFile), *out, title); err != nil {
+		var series []viz.Series
+		var names []string
+		for _, d := range dirs {
+			s, err := readLossSeries(filepath.Join(d, lossLogFile))
+			if err != nil {
+				return err
+			}
+			if len(dirs) > 1 {
+				s.Name = filepath.Base(d)
+				// The mean of the last tenth of the run: what two runs of the same length compare by.
+				tail := s.Loss[len(s.Loss)-max(len(s.Loss)/10, 1):]
+				sum := 0.0
+				for _, l := range tail {
+					sum += l
+				}
+				fmt.Fprintf(stdout, "%s: %d losses up to step %.0f; mean of the last %d: %.5f\n", d, len(s.Loss),
+					s.Steps[len(s.Steps)-1], len(tail), sum/float64(len(tail)))
+			}
+			series, names = append(series, s), append(names, filepath.Base(d))
+		}
+		if err := writeLossPlot(series, *out, strings.Join(names, " vs ")); err != nil {
 			return err
 		}
 	case "step":
