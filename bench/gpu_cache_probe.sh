@@ -8,10 +8,9 @@ B=./.bin/ddpm
 J="$OUT/probe.jsonl"
 run() { # label, env..., -- command
   local label=$1; shift
-  local t0=$(date +%s.%N)
+  local t0=$EPOCHREALTIME
   local line; line=$(env "$@" 2>>"$OUT/stderr.txt" | tail -1)
-  local t1=$(date +%s.%N)
-  local proc=$(echo "$t1 - $t0" | bc)
+  local proc=$(awk "BEGIN{print $EPOCHREALTIME - $t0}")
   if [ -n "$line" ]; then echo "${line%\}},\"label\":\"$label\",\"process_s\":$proc}" | tee -a "$J"; else echo "FAILED: $label" | tee -a "$OUT/stderr.txt"; fi
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"

@@ -7,7 +7,8 @@ on eps, AdamW lr 2e-4 wd 0.01, EMA 0.999 every step) and the same samplers, time
     python bench/torch_bench.py --what sample --mode compile --sampler ddpm --steps 1000 --n 64
 
 Modes: eager (fp32 with TF32 matmuls and convolutions allowed, as a user would set), eager-bf16
-(autocast), compile (torch.compile default), cudagraphs (torch.compile mode="reduce-overhead").
+(autocast), compile (torch.compile default), cudagraphs (torch.compile mode="reduce-overhead"), and
+compile-bf16 / cudagraphs-bf16 (the compiled modes under bf16 autocast).
 The compiled modes use AdamW(fused=True), the fastest optimizer PyTorch ships; eager uses the default
 (foreach), what the lesson's code runs.
 """
@@ -39,6 +40,7 @@ def model_for(mode, weights=True):
 
 
 def compiled(m, mode):
+    mode = mode.removesuffix("-bf16")
     if mode == "compile":
         return torch.compile(m)
     if mode == "cudagraphs":
@@ -66,7 +68,7 @@ def train(args):
         m.conv_out.weight.zero_()
         m.conv_out.bias.zero_()
     params = [p for p in m.parameters()]
-    fused = DEV == "cuda" and args.mode not in ("eager", "eager-bf16")
+    fused = DEV == "cuda" and not args.mode.startswith("eager")
     opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.01, **({"fused": True} if fused else {}))
     ema = [p.detach().clone() for p in params]
     net = compiled(m, args.mode)
@@ -74,7 +76,7 @@ def train(args):
     ab = torch.cumprod(1 - betas, 0).float().to(DEV)
     g = torch.Generator(device=DEV).manual_seed(0)
     data = torch.rand(4096, cfg["in_channels"], 28, 28, device=DEV, generator=g) * 2 - 1
-    bf16 = args.mode == "eager-bf16"
+    bf16 = args.mode.endswith("-bf16")
 
     def step(i):
         idx = torch.randint(0, data.shape[0], (args.batch,), device=DEV, generator=g)
@@ -159,7 +161,7 @@ def sample(args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--what", choices=["train", "sample"], default="train")
-    p.add_argument("--mode", choices=["eager", "eager-bf16", "compile", "cudagraphs"], default="eager")
+    p.add_argument("--mode", choices=["eager", "eager-bf16", "compile", "compile-bf16", "cudagraphs", "cudagraphs-bf16"], default="eager")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--n", type=int, default=64)
