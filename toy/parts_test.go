@@ -132,14 +132,18 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := quickConfig()
 	cfg.Steps = 1000
-	calls := 0
+	// Progress comes once per group of steps (train.Run reads losses in groups), so cancel at the first
+	// report at or after step 3: Run must stop there, with no report after the cancel.
+	calls, stopCall, stopStep := 0, 0, int64(0)
 	_, err := Run(ctx, shared.GoBackend(t), cfg, func(done, total int64, loss float32) {
 		calls++
-		if done == 3 {
+		if done >= 3 && stopCall == 0 {
+			stopCall, stopStep = calls, done
 			cancel()
 		}
 	})
-	if !errors.Is(err, context.Canceled) || calls != 3 {
-		t.Errorf("Run cancelled at step 3: %d progress calls, error %v; want 3 calls and context.Canceled", calls, err)
+	if !errors.Is(err, context.Canceled) || stopCall == 0 || calls != stopCall || stopStep >= cfg.Steps {
+		t.Errorf("Run cancelled at step %d (report %d): %d progress reports, error %v; want no report after the cancel and context.Canceled",
+			stopStep, stopCall, calls, err)
 	}
 }

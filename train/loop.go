@@ -33,6 +33,9 @@ func (tr *Trainer) Run(ctx context.Context, st *State, b *data.Batcher, until in
 	var pending []call
 	unread, lastRead, epoch := 0, time.Now(), b.Epoch()
 	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
 		var losses []float32
 		var err error
 		for _, c := range pending {
