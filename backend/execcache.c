@@ -203,6 +203,59 @@ void *ddpm_deserialize(void *client, const char *data, size_t size, void **loade
 	return err;
 }
 
+typedef struct {
+	size_t struct_size;
+	void *extension_start;
+	const void *executable;
+	size_t num_properties;   // out
+	const void *properties;  // out: PJRT_NamedValue[num_properties]
+} cost_args;
+
+typedef struct { // PJRT_NamedValue
+	size_t struct_size;
+	void *extension_start;
+	const char *name;
+	size_t name_size;
+	int type; // PJRT_NamedValue_Type: 0 string, 1 int64, 2 int64 list, 3 float, 4 bool
+	union {
+		const char *string_value;
+		long long int64_value;
+		const long long *int64_array_value;
+		float float_value;
+		_Bool bool_value;
+	};
+	size_t value_size;
+} named_value;
+
+void *ddpm_cost(void *loaded, double *flops, double *bytes) {
+	*flops = -1;
+	*bytes = -1;
+	get_executable_args g = {sizeof g, NULL, loaded, NULL};
+	void *err = real_api->fn[DDPM_PJRT_LoadedExecutable_GetExecutable](&g);
+	if (err) {
+		return err;
+	}
+	cost_args c = {sizeof c, NULL, g.executable, 0, NULL};
+	err = real_api->fn[DDPM_PJRT_Executable_GetCostAnalysis](&c);
+	if (!err) {
+		const named_value *v = c.properties;
+		for (size_t i = 0; i < c.num_properties; i++) {
+			double x = v[i].type == 3 ? v[i].float_value : v[i].type == 1 ? (double)v[i].int64_value : -1;
+			if (v[i].name_size == 5 && memcmp(v[i].name, "flops", 5) == 0) {
+				*flops = x;
+			} else if (v[i].name_size == 14 && memcmp(v[i].name, "bytes accessed", 14) == 0) {
+				*bytes = x;
+			}
+		}
+	}
+	destroy_args d = {sizeof d, NULL, g.executable};
+	void *derr = real_api->fn[DDPM_PJRT_Executable_Destroy](&d);
+	if (derr && !err) {
+		return derr;
+	}
+	return err;
+}
+
 void ddpm_destroy_loaded(void *loaded) {
 	destroy_args d = {sizeof d, NULL, loaded};
 	void *err = real_api->fn[DDPM_PJRT_LoadedExecutable_Destroy](&d);

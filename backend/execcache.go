@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -39,6 +40,16 @@ type CompileStats struct {
 	Loaded, Compiled, Stored int           // executables loaded from the cache, compiled, written to it
 	LoadTime, CompileTime    time.Duration // time spent loading, and compiling (and storing)
 	Problem                  string        // the last error that made the cache compile or not store
+	// Programs lists XLA's own cost analysis of each program compiled or loaded, in order.
+	Programs []ProgramCost
+}
+
+// ProgramCost is XLA's cost analysis of one compiled program (-1: not reported by the plugin). FLOPs
+// count a multiply-add as 2; bytes are those its operations read and write in device memory, after
+// XLA's fusion (a fused intermediate costs nothing).
+type ProgramCost struct {
+	Key          string
+	FLOPs, Bytes float64
 }
 
 func (s CompileStats) String() string {
@@ -54,7 +65,9 @@ func (s CompileStats) String() string {
 func Compilations() CompileStats {
 	theExecCache.mu.Lock()
 	defer theExecCache.mu.Unlock()
-	return theExecCache.stats
+	s := theExecCache.stats
+	s.Programs = slices.Clone(s.Programs)
+	return s
 }
 
 // ExecutableDir is the directory of cached executables inside a CacheDir.
@@ -245,6 +258,17 @@ func ddpmCompileHook(args unsafe.Pointer) unsafe.Pointer {
 	}
 	key := entryKey(bytes(format, formatN), bytes(code, codeN), bytes(options, optionsN), os.Getenv("XLA_FLAGS"))
 	c := &pjrtCompilation{args: args, client: client}
-	theExecCache.get(key, c)
+	if theExecCache.get(key, c) == nil {
+		pc := ProgramCost{Key: key, FLOPs: -1, Bytes: -1}
+		var flops, bytes C.double
+		if err := C.ddpm_cost(C.ddpm_get_executable(args), &flops, &bytes); err != nil {
+			takeError(err)
+		} else {
+			pc.FLOPs, pc.Bytes = float64(flops), float64(bytes)
+		}
+		theExecCache.mu.Lock()
+		theExecCache.stats.Programs = append(theExecCache.stats.Programs, pc)
+		theExecCache.mu.Unlock()
+	}
 	return c.err
 }

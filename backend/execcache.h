@@ -12,6 +12,7 @@ enum {
 	DDPM_PJRT_Error_Message = 1,
 	DDPM_PJRT_Client_Compile = 20,
 	DDPM_PJRT_Executable_Destroy = 40,
+	DDPM_PJRT_Executable_GetCostAnalysis = 46,
 	DDPM_PJRT_Executable_Serialize = 49,
 	DDPM_PJRT_LoadedExecutable_Destroy = 50,
 	DDPM_PJRT_LoadedExecutable_GetExecutable = 51,
@@ -45,6 +46,10 @@ void *ddpm_serialize(void *loaded, char **out, size_t *size);
 
 // ddpm_deserialize loads a serialized executable on client.
 void *ddpm_deserialize(void *client, const char *data, size_t size, void **loaded);
+
+// ddpm_cost reads XLA's cost analysis of a loaded executable: its "flops" and "bytes accessed" (-1 when
+// the plugin does not report one).
+void *ddpm_cost(void *loaded, double *flops, double *bytes);
 
 // ddpm_destroy_loaded frees a loaded executable.
 void ddpm_destroy_loaded(void *loaded);

@@ -69,6 +69,10 @@ func newXLA(p Plugin) (backends.Backend, Info, error) {
 	}
 	if b.NumDevices() > 0 {
 		info.Device = deviceName(b.DeviceDescription(0))
+		// PJRT's CUDA description is "cuda:0 [processId=0]": name the card, as the driver does.
+		if card, _, _ := strings.Cut(gpuModel(), ";"); p.Kind == CUDA && card != "" && !strings.Contains(info.Device, card) {
+			info.Device = card + ", " + info.Device
+		}
 	}
 	return b, info, nil
 }

@@ -231,6 +231,24 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if cs.Problem != "" {
 			res["cache_problem"] = cs.Problem
 		}
+		// XLA's own count for the largest program (the training step, or the sampling step): FLOPs and
+		// the bytes its fused kernels move, and what that means at the measured step time.
+		var big backend.ProgramCost
+		for _, p := range cs.Programs {
+			if p.FLOPs > big.FLOPs {
+				big = p
+			}
+		}
+		if big.FLOPs > 0 {
+			res["xla_gflop"], res["xla_gbytes"] = big.FLOPs/1e9, big.Bytes/1e9
+			ms, _ := res["step_ms"].(float64)
+			if ms == 0 {
+				ms, _ = res["steady_step_ms"].(float64)
+			}
+			if ms > 0 && big.Bytes > 0 {
+				res["xla_tb_per_s"] = big.Bytes / (ms / 1000) / 1e12
+			}
+		}
 	}
 	j, _ := json.Marshal(res)
 	fmt.Fprintln(stdout, string(j))

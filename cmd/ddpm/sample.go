@@ -202,9 +202,19 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stderr, "sampling %d images of %dx%dx%d from %s: %s\n", opts.N, opts.Shape[0], opts.Shape[1], opts.Shape[2], describeSource(src, bundled), desc)
 	start := time.Now()
-	x, err := sampler.Run(b, model, plan, opts)
+	runner, err := sampler.NewRunner(b, model)
 	if err != nil {
 		return err
+	}
+	defer runner.Finalize()
+	x, err := runner.Run(plan, opts)
+	if err != nil {
+		return err
+	}
+	if info.Kind != backend.Go {
+		st := runner.Stats()
+		fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs%s; then %.2f ms per step\n", st.StepsPerCall,
+			(st.Draw + st.FirstCall).Seconds(), compileNote(info), st.SteadyStep().Seconds()*1000)
 	}
 	vals := tensors.MustCopyFlatData[float32](x)
 	el := time.Since(start)
