@@ -236,7 +236,10 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // every backend. Measured on an H200: DDPM-1000 of 64 MNIST images took 4.9 s with one step per call,
 // 17.2 s with 10 and 84.6 s with 50, the difference being the compilation of the unrolled steps;
 // training at batch 64 ran 11.1k images/s with one step per call and 9.9k with ten, whose first call
-// took 36.7 s to compile instead of 15.6 s (bench/results/2026-11-26-H200.json).
+// took 36.7 s to compile instead of 15.6 s (bench/results/2026-11-26-H200-first-session.json). With
+// asynchronous launches and the executable cache the same held: ten steps per call trained at 9.0-9.7k
+// against 11.0k images/s, and DDPM-1000 took 2.96 s against 1.86 s with a warm cache
+// (bench/results/2026-11-26-H200-cache-probe.jsonl).
 const stepsPerCall = 1
 
 func describeSource(src string, bundled bool) string {
