@@ -2,18 +2,7 @@
 # The executable cache and asynchronous launches (backend/execcache.go), A/B on one GPU, each figure a
 # fresh process: cold (empty cache dir) vs warm, waiting for each execution (DDPM_XLA_SYNC=1, go-xla's
 # behaviour) vs not. One JSON line per run into $OUT/probe.jsonl.
-set -u
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-B=./.bin/ddpm
-J="$OUT/probe.jsonl"
-run() { # label, env..., -- command
-  local label=$1; shift
-  local t0=$EPOCHREALTIME
-  local line; line=$(env "$@" 2>>"$OUT/stderr.txt" | tail -1)
-  local proc=$(awk "BEGIN{print $EPOCHREALTIME - $t0}")
-  if [ -n "$line" ]; then echo "${line%\}},\"label\":\"$label\",\"process_s\":$proc}" | tee -a "$J"; else echo "FAILED: $label" | tee -a "$OUT/stderr.txt"; fi
-}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
+. "$(dirname "$0")/probe_lib.sh"
 C1=$(mktemp -d); C2=$(mktemp -d)
 T64="$B bench --what train --batch 64 --steps 1000 --steps-per-call 1"
 S64="$B bench --what sample --sampler ddpm --steps 1000 --batch 64"

@@ -4,18 +4,7 @@
 # the fp32 and bf16 loss curves of the same 5-epoch MNIST run. JSON lines into $OUT/probe.jsonl.
 #
 #   bash bench/gpu_speed_probe.sh    # needs .bin/ddpm and .data/mnist (the MNIST idx .gz files)
-set -u
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-B=./.bin/ddpm
-J="$OUT/probe.jsonl"
-run() { # label, env..., command
-  local label=$1; shift
-  local t0=$EPOCHREALTIME
-  local line; line=$(env "$@" 2>>"$OUT/stderr.txt" | tail -1)
-  local proc=$(awk "BEGIN{print $EPOCHREALTIME - $t0}")
-  if [ -n "$line" ]; then echo "${line%\}},\"label\":\"$label\",\"process_s\":$proc}" | tee -a "$J"; else echo "FAILED: $label" | tee -a "$OUT/stderr.txt"; fi
-}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
+. "$(dirname "$0")/probe_lib.sh"
 export DDPM_CACHE=$(mktemp -d)
 T="$B bench --what train --steps-per-call 1"
 NHWC="XLA_FLAGS=--xla_gpu_force_conv_nhwc=true"
