@@ -22,9 +22,9 @@ type AfterFunc func(st *State, epoch int, losses []float32) error
 // Reading a loss makes the host wait for the device. So Run launches calls one after another and reads
 // their losses, and calls after, once per group: when readEvery has passed since the last read, when
 // maxPending steps are unread, at an epoch's end and at the end. On a backend that returns once the work
-// is queued (the CUDA backend; backend.Info.Async) the device then runs a group's steps back to back;
-// on one that computes before returning (the pure-Go backend), every call takes longer than readEvery,
-// so after runs after every call, as it always did.
+// is queued (the CUDA backend; backend.Info.Async) the device then runs a group's steps back to back.
+// On one that computes before returning (the pure-Go backend) a UNet call takes longer than readEvery,
+// so after runs after every call; only tiny models (the toy MLP) get grouped there.
 func (tr *Trainer) Run(ctx context.Context, st *State, b *data.Batcher, until int64, after AfterFunc) error {
 	type call struct {
 		losses *tensors.Tensor
