@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ddpm/ddpm/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"slices"
@@ -135,27 +136,12 @@ func (e *execCache) get(key string, c compilation) error {
 	return nil
 }
 
-// writeAtomic writes data to a temporary file beside path and renames it, so that a reader never sees a
-// partial entry.
+// writeAtomic writes an entry so that a reader never sees a partial one.
 func writeAtomic(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return atomicfile.WriteFile(path, data)
 }
 
 // entryKey is the cache key of one compilation.

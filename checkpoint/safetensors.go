@@ -1,17 +1,16 @@
 package checkpoint
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ddpm/ddpm/internal/atomicfile"
 	"io"
 	"math"
 	"math/bits"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"unicode/utf8"
@@ -529,46 +528,10 @@ func writeJSONString(b *bytes.Buffer, s string) {
 }
 
 // writeAtomic writes a file through write into a temporary file in path's directory, syncs it and
-// renames it to path. On any error the temporary file is removed and path is left as it was.
-func writeAtomic(path string, write func(io.Writer) error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			err = fmt.Errorf("checkpoint: writing %s: %w", path, err)
-		}
-	}()
-	w := bufio.NewWriterSize(tmp, 1<<20)
-	if err := write(w); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// Make the rename durable; not every platform can sync a directory, so a failure is ignored.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+// renames it to path. On any error path is left as it was (internal/atomicfile).
+func writeAtomic(path string, write func(io.Writer) error) error {
+	if err := atomicfile.Write(path, write); err != nil {
+		return fmt.Errorf("checkpoint: writing %s: %w", path, err)
 	}
 	return nil
 }

@@ -1,11 +1,11 @@
 package pipeline
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/ddpm/ddpm/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -157,35 +157,8 @@ func writeFiles(dir string, files []outFile) (err error) {
 }
 
 // writeTemp writes a file through write into a new temporary file beside target and syncs it.
-func writeTemp(target string, write func(io.Writer) error) (name string, err error) {
-	dir, base := filepath.Split(target)
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	w := bufio.NewWriterSize(f, 1<<20)
-	if err := write(w); err != nil {
-		return "", err
-	}
-	if err := w.Flush(); err != nil {
-		return "", err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return "", err
-	}
-	if err := f.Sync(); err != nil {
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	return f.Name(), nil
+func writeTemp(target string, write func(io.Writer) error) (string, error) {
+	return atomicfile.Temp(target, write)
 }
 
 func backupName(target string) string {
@@ -204,9 +177,6 @@ func syncDirs(paths []string) {
 			continue
 		}
 		seen[d] = true
-		if f, err := os.Open(d); err == nil {
-			f.Sync()
-			f.Close()
-		}
+		atomicfile.SyncDir(d)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/ddpm/ddpm/internal/atomicfile"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -137,21 +139,12 @@ func writeLoss(path string, loss []float32) error {
 // writeText writes a file through fill to a temporary name in its directory and renames it into
 // place, so that a failed write leaves no partial file.
 func writeText(path string, fill func(*bufio.Writer)) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	err := atomicfile.Write(path, func(w io.Writer) error {
+		bw := bufio.NewWriter(w)
+		fill(bw)
+		return bw.Flush()
+	})
 	if err != nil {
-		return fmt.Errorf("toy: %w", err)
-	}
-	w := bufio.NewWriter(tmp)
-	fill(w)
-	err = w.Flush()
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
 		return fmt.Errorf("toy: writing %s: %w", path, err)
 	}
 	return nil

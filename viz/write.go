@@ -1,8 +1,8 @@
 package viz
 
 import (
-	"bufio"
 	"fmt"
+	"github.com/ddpm/ddpm/internal/atomicfile"
 	"image"
 	"image/color"
 	"image/color/palette"
@@ -10,8 +10,6 @@ import (
 	"image/gif"
 	"image/png"
 	"io"
-	"os"
-	"path/filepath"
 )
 
 // WritePNG writes img to path as a PNG. The file is written to a temporary name in the same
@@ -99,40 +97,11 @@ func isGray(img image.Image) bool {
 	return true
 }
 
-// writeAtomic writes through encode to a temporary file beside path and renames it to path;
-// on any error the temporary file is removed.
-func writeAtomic(path string, encode func(io.Writer) error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fmt.Errorf("viz: writing %s: %w (does the directory exist and is it writable?)", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	bw := bufio.NewWriter(f)
-	if err := encode(bw); err != nil {
-		return fmt.Errorf("viz: encoding %s: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
+// writeAtomic writes through encode to a temporary file beside path and renames it to path; on any
+// error path is left as it was (internal/atomicfile).
+func writeAtomic(path string, encode func(io.Writer) error) error {
+	if err := atomicfile.Write(path, encode); err != nil {
 		return fmt.Errorf("viz: writing %s: %w", path, err)
-	}
-	// CreateTemp makes the file 0600; a picture is for everyone to open.
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("viz: writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("viz: writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("viz: writing %s: %w (is there a directory of that name?)", path, err)
 	}
 	return nil
 }
