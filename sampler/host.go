@@ -33,6 +33,9 @@ func RunHost(den HostDenoiser, plan Plan, opts Options) (*tensors.Tensor, error)
 	if len(plan) == 0 {
 		return nil, fmt.Errorf("sampler: empty plan; build one with DDPM.Plan or DDIM.Plan")
 	}
+	if err := opts.completeNoise(plan); err != nil {
+		return nil, err
+	}
 	if err := opts.validate(len(plan)); err != nil {
 		return nil, err
 	}

@@ -37,7 +37,8 @@ type Options struct {
 	// Init, if not nil, is x_T [N,C,H,W] float32. Run does not modify it.
 	Init *tensors.Tensor
 	// Noise, if not nil, is the step noise z [steps,N,C,H,W] float32, in step order, replacing the device RNG
-	// (to compare with a run of diffusers). The noise of steps with Sigma = 0 is unused.
+	// (to compare with a run of diffusers). The noise of steps with Sigma = 0 is unused. When the last step's
+	// Sigma is 0 (DDPM at t = 0) it may be left out: [steps-1,N,C,H,W], the draws of the steps before it.
 	Noise *tensors.Tensor
 	// Labels, if not nil, are the class labels [N] given to the denoiser (-1: no label).
 	Labels []int32
@@ -69,6 +70,30 @@ func (o *Options) stopped(i, steps int) error {
 	if err := o.Context.Err(); err != nil {
 		return fmt.Errorf("sampler: run stopped before step %d of %d: %w", i, steps, err)
 	}
+	return nil
+}
+
+// completeNoise pads a Noise of steps-1 draws with a zero draw for the last step, when that step adds no
+// noise (Sigma = 0), so the loops see one draw per step.
+func (o *Options) completeNoise(plan Plan) error {
+	if o.Noise == nil || len(plan) == 0 || o.Noise.Shape().Rank() == 0 || o.Noise.Shape().Dimensions[0] != len(plan)-1 {
+		return nil
+	}
+	if plan[len(plan)-1].Coef.Sigma != 0 {
+		return fmt.Errorf("sampler: Options.Noise has %d draws for %d steps; the last step adds noise (sigma %g), so give one draw per step",
+			len(plan)-1, len(plan), plan[len(plan)-1].Coef.Sigma)
+	}
+	flat, err := tensors.CopyFlatData[float32](o.Noise)
+	if err != nil {
+		return fmt.Errorf("sampler: Options.Noise: %w", err)
+	}
+	d := slices.Clone(o.Noise.Shape().Dimensions)
+	d[0]++
+	draw := 1
+	for _, v := range d[1:] {
+		draw *= v
+	}
+	o.Noise = tensors.FromFlatDataAndDimensions(append(flat, make([]float32, draw)...), d...)
 	return nil
 }
 
@@ -286,6 +311,9 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 	}
 	if len(plan) == 0 {
 		return nil, fmt.Errorf("sampler: empty plan; build one with DDPM.Plan or DDIM.Plan")
+	}
+	if err := opts.completeNoise(plan); err != nil {
+		return nil, err
 	}
 	if err := opts.validate(len(plan)); err != nil {
 		return nil, err
