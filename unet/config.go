@@ -385,3 +385,33 @@ func (c Config) CheckLabels() error {
 	}
 	return nil
 }
+
+// Conditional returns c with a learned class embedding (class_embed_type null, num_class_embeds) for
+// `classes` classes and the null class of classifier-free guidance after them: num_class_embeds =
+// classes + 1, null label = classes.
+func (c Config) Conditional(classes int) (Config, error) {
+	if classes < 1 {
+		return c, fmt.Errorf("unet: %d classes: want at least 1", classes)
+	}
+	c.ClassEmbedType = nil
+	c.NumClassEmbeds = ptr(classes + 1)
+	return c, c.Validate()
+}
+
+// GuidanceNull returns the null label for classifier-free guidance, override when >= 0 (ddpm sample
+// --null-label), else NullLabel, and an error when the model takes no labels or the label is unknown.
+func (c Config) GuidanceNull(override int) (int, error) {
+	if err := c.CheckLabels(); err != nil {
+		return 0, err
+	}
+	if override >= 0 {
+		if c.ClassEmbedding() == Learned && override >= *c.NumClassEmbeds {
+			return 0, fmt.Errorf("unet: null label %d is outside the %d class embeddings (num_class_embeds)", override, *c.NumClassEmbeds)
+		}
+		return override, nil
+	}
+	if null, ok := c.NullLabel(); ok {
+		return null, nil
+	}
+	return 0, fmt.Errorf("unet: this model (class_embed_type %q) does not say which label is the null class: give it (--null-label N)", c.ClassEmbedding())
+}
