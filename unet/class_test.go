@@ -220,3 +220,47 @@ func TestForwardLabelErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestConditionalAndGuidanceNull(t *testing.T) {
+	base, err := Preset("mnist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := base.GuidanceNull(-1); err == nil || !strings.Contains(err.Error(), "unconditional") {
+		t.Errorf("GuidanceNull of an unconditional model: err = %v; want one saying it is unconditional", err)
+	}
+	c, err := base.Conditional(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *c.NumClassEmbeds != 11 || c.ClassEmbedding() != Learned {
+		t.Errorf("Conditional(10): num_class_embeds %d, %s; want 11, learned", *c.NumClassEmbeds, c.ClassEmbedding())
+	}
+	for _, tc := range []struct {
+		cfg      Config
+		override int
+		want     int
+		err      string
+	}{
+		{c, -1, 10, ""},
+		{c, 0, 0, ""},
+		{c, 11, 0, "outside"},
+		{withType(base, "timestep"), -1, 0, "--null-label"},
+		{withType(base, "timestep"), 10, 10, ""},
+		{withType(base, "identity"), 10, 0, "identity"},
+	} {
+		got, err := tc.cfg.GuidanceNull(tc.override)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("GuidanceNull(%d) of %s: err = %v; want one containing %q", tc.override, tc.cfg.ClassEmbedding(), err, tc.err)
+			}
+		} else if err != nil || got != tc.want {
+			t.Errorf("GuidanceNull(%d) of %s = %d, %v; want %d", tc.override, tc.cfg.ClassEmbedding(), got, err, tc.want)
+		}
+	}
+}
+
+func withType(c Config, kind string) Config {
+	c.ClassEmbedType = &kind
+	return c
+}
