@@ -96,7 +96,9 @@ func TestConfigFamily(t *testing.T) {
 			got := tensors.MustCopyFlatData[float32](out[0])
 			want := tensors.MustCopyFlatData[float32](f32("expected"))
 			// float32 on both sides, sums in other orders: a few 1e-6 (the worst seen is 1.4e-6).
-			if d := maxAbsDiff(got, want); d > 2e-5 {
+			d := maxAbsDiff(got, want)
+			t.Logf("max abs error %.3g", d)
+			if d > 2e-5 {
 				t.Errorf("forward differs from the reference by %.3g, want <= 2e-5", d)
 			}
 		})
