@@ -54,8 +54,11 @@ func (f condTrainFlags) apply(fs *flag.FlagSet, dataName string, cfg *train.Conf
 }
 
 // trainLabels are the labels train.New needs: the data set's for a class-conditional run, else nil.
-func trainLabels(cfg train.Config, ds *data.Dataset) ([]int, error) {
+func trainLabels(cfg train.Config, uc unet.Config, ds *data.Dataset) ([]int, error) {
 	if cfg.NumClasses == 0 {
+		if uc.ClassEmbedding() != unet.NoClasses {
+			return nil, fmt.Errorf("train: the UNet config has a class embedding (%s) but the run has no labels: train with --classes (which sets num_class_embeds itself)", uc.ClassEmbedding())
+		}
 		return nil, nil
 	}
 	if ds.Labels == nil {

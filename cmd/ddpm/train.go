@@ -258,7 +258,7 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 	if cfg.StepsPerCall == 0 {
 		cfg.StepsPerCall = stepsPerCall
 	}
-	labels, err := trainLabels(cfg, ds)
+	labels, err := trainLabels(cfg, uc, ds)
 	if err != nil {
 		return err
 	}
