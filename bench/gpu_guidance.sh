@@ -14,7 +14,8 @@
 # mnist-guidance.png, fashion-mnist-guidance.png (rows = classes, 3 samples per scale, scales left to
 # right). Then, on the development machine: python3 bench/guidance_doc.py OUTDIR > docs/guidance.md.
 # Expected GPU time on one H200: ~4 min (per data set 5M UNet evaluations of 28x28 images at batch
-# 2,000, ~1 min, plus 6 compilations); each data set stops at 530 s, keeping the scales it finished.
+# 2,000, ~1 min, plus 3 compilations: S = 0, S = 1, and one graph for every other S, whose scale is an
+# input); each data set stops at 530 s, keeping the scales it finished.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 C=${COND_DIR:-.data/cond}

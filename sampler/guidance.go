@@ -3,6 +3,7 @@ package sampler
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -43,7 +44,14 @@ func (g Guidance) Validate() error {
 
 // Denoiser returns the guided denoiser of d. Labels y < 0 ("no label") are given the null label, and
 // y = nil is an error: guidance needs class labels.
-func (g Guidance) Denoiser(d Denoiser) Denoiser {
+func (g Guidance) Denoiser(d Denoiser) Denoiser { return g.denoiser(d, nil) }
+
+// doubled is whether both branches run (S not 0 or 1).
+func (g Guidance) doubled() bool { return g.Scale != 0 && g.Scale != 1 }
+
+// denoiser is Denoiser with the scale S taken from the float32 scalar node scale when it is not nil
+// (one compiled graph for every S), else a constant.
+func (g Guidance) denoiser(d Denoiser, scale *graph.Node) Denoiser {
 	return func(xt, t, y *graph.Node) *graph.Node {
 		if y == nil {
 			panic(fmt.Errorf("sampler: classifier-free guidance needs class labels (Options.Labels)"))
@@ -52,10 +60,10 @@ func (g Guidance) Denoiser(d Denoiser) Denoiser {
 		null := graph.Scalar(gr, y.DType(), g.Null)
 		nulls := graph.BroadcastToShape(null, y.Shape())
 		y = graph.Where(graph.LessThan(y, graph.ScalarZero(gr, y.DType())), nulls, y)
-		switch g.Scale {
-		case 1:
-			return d(xt, t, y)
-		case 0:
+		if !g.doubled() {
+			if g.Scale == 1 {
+				return d(xt, t, y)
+			}
 			return d(xt, t, nulls)
 		}
 		n := xt.Shape().Dimensions[0]
@@ -67,6 +75,9 @@ func (g Guidance) Denoiser(d Denoiser) Denoiser {
 		cond := graph.Slice(m, graph.AxisRange(0, n))
 		uncond := graph.Slice(m, graph.AxisRange(n, 2*n))
 		s := graph.Scalar(gr, m.DType(), g.Scale)
+		if scale != nil {
+			s = graph.ConvertDType(scale, m.DType())
+		}
 		return graph.Add(uncond, graph.Mul(s, graph.Sub(cond, uncond)))
 	}
 }
@@ -86,10 +97,10 @@ func (g Guidance) Host(d HostDenoiser) HostDenoiser {
 			}
 			labels[i], labels[n+i] = v, g.Null
 		}
-		switch g.Scale {
-		case 1:
-			return d(xt, t, labels[:n])
-		case 0:
+		if !g.doubled() {
+			if g.Scale == 1 {
+				return d(xt, t, labels[:n])
+			}
 			return d(xt, t, labels[n:])
 		}
 		x2 := append(append(make([]float32, 0, 2*len(xt)), xt...), xt...)
@@ -110,7 +121,8 @@ func (g Guidance) Host(d HostDenoiser) HostDenoiser {
 	}
 }
 
-// Model returns m with its denoiser guided: a Model for Run and Runner.
+// Model returns m with its denoiser guided: a Model for Run and Runner. When both branches run, the scale
+// is one more weight (a float32 scalar after m's), so that every such scale runs the same compiled graph.
 func (g Guidance) Model(m Model) Model { return guidedModel{m, g} }
 
 type guidedModel struct {
@@ -118,10 +130,20 @@ type guidedModel struct {
 	g Guidance
 }
 
-func (gm guidedModel) Weights() []*tensors.Tensor { return gm.m.Weights() }
+func (gm guidedModel) Weights() []*tensors.Tensor {
+	w := gm.m.Weights()
+	if gm.g.doubled() {
+		w = append(slices.Clone(w), tensors.FromScalar(float32(gm.g.Scale)))
+	}
+	return w
+}
 
 func (gm guidedModel) Denoiser(weights []*graph.Node) Denoiser {
-	return gm.g.Denoiser(gm.m.Denoiser(weights))
+	if !gm.g.doubled() {
+		return gm.g.Denoiser(gm.m.Denoiser(weights))
+	}
+	n := len(weights) - 1
+	return gm.g.denoiser(gm.m.Denoiser(weights[:n]), weights[n])
 }
 
 // Classes are the class labels of a sampling run: one per sample, and how a grid of them is laid out.

@@ -224,21 +224,22 @@ func TestGuidanceScales(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nw := len(f.model.w)
 	for _, s := range []float64{1, 0, 3, -0.5} {
 		want := make([]float32, len(cond))
 		for i := range want {
 			want[i] = float32(float64(uncond[i]) + s*(float64(cond[i])-float64(uncond[i])))
 		}
 		g := sampler.Guidance{Scale: s, Null: f.null}
+		gm := g.Model(f.model)
+		nw := len(gm.Weights())
 		exec, err := graph.NewExec(f.b, func(in []*graph.Node) *graph.Node {
-			return g.Model(f.model).Denoiser(in[:nw])(in[nw], in[nw+1], in[nw+2])
+			return gm.Denoiser(in[:nw])(in[nw], in[nw+1], in[nw+2])
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		args := []any{}
-		for _, w := range f.model.w {
+		for _, w := range gm.Weights() {
 			args = append(args, w)
 		}
 		args = append(args, xt, tensors.FromFlatDataAndDimensions(ts, n), tensors.FromFlatDataAndDimensions(labels, n))
@@ -247,6 +248,22 @@ func TestGuidanceScales(t *testing.T) {
 			t.Fatal(err)
 		}
 		gotGraph := tensors.MustCopyFlatData[float32](out[0])
+		// The scale as a constant (Guidance.Denoiser) instead of an input (Guidance.Model).
+		mw := len(f.model.w)
+		constExec, err := graph.NewExec(f.b, func(in []*graph.Node) *graph.Node {
+			return g.Denoiser(f.model.Denoiser(in[:mw]))(in[mw], in[mw+1], in[mw+2])
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		constArgs := append(append([]any{}, args[:mw]...), args[nw:]...)
+		cout, err := constExec.Exec(constArgs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxDiff(tensors.MustCopyFlatData[float32](cout[0]), gotGraph); d != 0 {
+			t.Errorf("Guidance{Scale: %g}: Denoiser (constant scale) and Model (scale input) differ by %.3g; want 0", s, d)
+		}
 		gotHost, err := g.Host(host)(x, ts, labels)
 		if err != nil {
 			t.Fatal(err)
