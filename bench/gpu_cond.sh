@@ -4,12 +4,14 @@
 # (`ddpm train --classes`, p_uncond 0.1, num_class_embeds 11 with the null label 10) on MNIST and on
 # Fashion-MNIST, both on the whole training split, concurrently on the one GPU; beside them our
 # Fashion-MNIST classifier (`ddpm classifier train`, 90% of train), which bench/gpu_guidance.sh needs.
-# Then a grid per model (rows = classes, guidance 1 and 3) and an f16 export of each model.
+# Then a grid per model (rows = classes, guidance 1 and 3) and an f16 export of each model. First, in the
+# background, bench/check_guidance_diffusers.py (guided runs of diffusers with other embedding types,
+# prediction types and samplers against ddpm sample), when the venv has diffusers.
 #
 # Needs: .bin/ddpm (go build -o .bin/ddpm ./cmd/ddpm), the MNIST .gz files in $MNIST_DIR (default
 # .data/mnist) and the Fashion-MNIST ones in $FASHION_DIR (default .data/f/fashion-mnist).
 # Brings back in $OUT (4 files, each well under 16 MiB):
-#   summary.txt                         card, commit, wall times, the last lines of every log
+#   summary.txt                         card, commit, wall times, the diffusers check, the last lines of every log
 #   mnist-cond.tar.gz                   mnist-cond/: the f16 pipeline (models/mnist-cond to be), loss.csv,
 #   fashion-cond.tar.gz                 fashion-cond/: the same    train.json, samples/, train.txt
 #   classifier-fashion-mnist.tar.gz     classifier-fashion-mnist/classifier.safetensors and its log
@@ -25,6 +27,9 @@ S="$OUT/summary.txt"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   echo "commit $(git rev-parse --short HEAD 2>/dev/null)"; } | tee "$S"
 
+# Outside-CI check of guided runs against diffusers (if the venv has it; CPU torch, seconds).
+PY=/opt/torch/.venv/bin/python; [ -x "$PY" ] || PY=python3
+( $PY bench/check_guidance_diffusers.py --ddpm ./.bin/ddpm --work "$W/check" > "$W/check.txt" 2>&1 ) &
 t0=$EPOCHREALTIME
 ( t=$EPOCHREALTIME
   ./.bin/ddpm classifier train --data fashion-mnist --data-dir "$F" --out "$W/classifier-fashion-mnist" > "$W/classifier.txt" 2>&1
@@ -54,7 +59,7 @@ done
 cp "$W/classifier.txt" "$W/classifier-fashion-mnist/" 2>/dev/null
 tar -C "$W" -czf "$OUT/classifier-fashion-mnist.tar.gz" classifier-fashion-mnist
 
-for f in "$W/mnist-cond-train.txt" "$W/fashion-cond-train.txt" "$W/classifier.txt"; do
+for f in "$W/check.txt" "$W/mnist-cond-train.txt" "$W/fashion-cond-train.txt" "$W/classifier.txt"; do
   { echo "== $(basename "$f")"; tail -6 "$f"; } >> "$S"
 done
 ls -la "$OUT" | tee -a "$S"

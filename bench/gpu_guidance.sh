@@ -12,7 +12,8 @@
 # $FASHION_DIR (default .data/f/fashion-mnist); models/classifier-mnist (in the repository).
 # Brings back in $OUT: summary.txt, mnist.jsonl, fashion-mnist.jsonl (one JSON line per scale),
 # mnist-guidance.png, fashion-mnist-guidance.png (rows = classes, 3 samples per scale, scales left to
-# right). Then, on the development machine: python3 bench/guidance_doc.py OUTDIR > docs/guidance.md.
+# right). Then, on the development machine: python3 bench/guidance_doc.py OUTDIR prints the table for
+# docs/guidance.md's "Measured" section and writes the plot and grids into docs/images.
 # Expected GPU time on one H200: ~4 min (per data set 5M UNet evaluations of 28x28 images at batch
 # 2,000, ~1 min, plus 3 compilations: S = 0, S = 1, and one graph for every other S, whose scale is an
 # input); each data set stops at 530 s, keeping the scales it finished.
