@@ -4,6 +4,9 @@
 //	mnist              a diffusers pipeline directory (model_index.json, unet/, scheduler/), loadable by
 //	                   diffusers' DDPMPipeline.from_pretrained as it is
 //	classifier-mnist   our MNIST classifier, the extractor of `ddpm fid --features classifier`
+//
+// `ddpm sample --class N` without --run or --model uses mnist-cond, a class-conditional pipeline
+// directory of the same form, once it is bundled (added to the go:embed line below).
 package models
 
 import (
