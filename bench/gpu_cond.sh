@@ -4,9 +4,10 @@
 # (`ddpm train --classes`, p_uncond 0.1, num_class_embeds 11 with the null label 10) on MNIST and on
 # Fashion-MNIST, both on the whole training split, concurrently on the one GPU; beside them our
 # Fashion-MNIST classifier (`ddpm classifier train`, 90% of train), which bench/gpu_guidance.sh needs.
-# Then a grid per model (rows = classes, guidance 1 and 3) and an f16 export of each model. First, in the
-# background, bench/check_guidance_diffusers.py (guided runs of diffusers with other embedding types,
-# prediction types and samplers against ddpm sample), when the venv has diffusers.
+# Then a grid per model (rows = classes, guidance 3; the run's own grids are guidance 1) and an f16
+# export of each model. In the background meanwhile, bench/check_guidance_diffusers.py (guided runs of
+# diffusers with other embedding types, prediction types and samplers against ddpm sample), when the
+# venv has diffusers.
 #
 # Needs: .bin/ddpm (go build -o .bin/ddpm ./cmd/ddpm), the MNIST .gz files in $MNIST_DIR (default
 # .data/mnist) and the Fashion-MNIST ones in $FASHION_DIR (default .data/f/fashion-mnist).
@@ -15,11 +16,16 @@
 #   mnist-cond.tar.gz                   mnist-cond/: the f16 pipeline (models/mnist-cond to be), loss.csv,
 #   fashion-cond.tar.gz                 fashion-cond/: the same    train.json, samples/, train.txt
 #   classifier-fashion-mnist.tar.gz     classifier-fashion-mnist/classifier.safetensors and its log
-# Expected GPU time on one H200: ~5-6 min (one MNIST run alone took ~3 min at batch 64; two share the
-# card; the classifier ~1 min); each training stops at 500 s with a checkpoint whatever happens.
+# Expected GPU time on one H200: ~7-8 min: one MNIST run alone took ~3 min (188 s with 64 DDPM-1000
+# samples, README); two processes share the card by time-slicing (~2x each), the classifier ~1 min beside
+# them; then ~1 min of grids and exports. Each training stops at $TRAIN_TIMEOUT = 430 s with a checkpoint
+# and its EMA weights whatever happens (the loss log says how far it got). If that cuts the 40 epochs
+# short, run it twice, ONLY=mnist then ONLY=fashion-mnist (~4 min each).
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 EPOCHS=${EPOCHS:-40}
+ONLY=${ONLY:-}                        # mnist or fashion-mnist: train only that one (and still the classifier)
+TRAIN_TIMEOUT=${TRAIN_TIMEOUT:-430}   # seconds; training stops there with a checkpoint and its EMA weights
 M=${MNIST_DIR:-.data/mnist}
 F=${FASHION_DIR:-.data/f/fashion-mnist}
 W=/tmp/cond; rm -rf "$W"; mkdir -p "$W"
@@ -29,33 +35,32 @@ S="$OUT/summary.txt"
 
 # Outside-CI check of guided runs against diffusers (if the venv has it; CPU torch, seconds).
 PY=/opt/torch/.venv/bin/python; [ -x "$PY" ] || PY=python3
-( $PY bench/check_guidance_diffusers.py --ddpm ./.bin/ddpm --work "$W/check" > "$W/check.txt" 2>&1 ) &
+( timeout 300 $PY bench/check_guidance_diffusers.py --ddpm ./.bin/ddpm --work "$W/check" > "$W/check.txt" 2>&1 ) &
 t0=$EPOCHREALTIME
 ( t=$EPOCHREALTIME
   ./.bin/ddpm classifier train --data fashion-mnist --data-dir "$F" --out "$W/classifier-fashion-mnist" > "$W/classifier.txt" 2>&1
   echo "classifier wall $(awk "BEGIN{print $EPOCHREALTIME - $t}") s" >> "$W/classifier.txt" ) &
-train() { # name data dir
-  local t=$EPOCHREALTIME
-  timeout 500 ./.bin/ddpm train --data "$2" --data-dir "$3" --classes --p-uncond 0.1 --out "$W/$1-run" \
+model() { # name data dir: train, a guided grid, the f16 export, the tar
+  local t=$EPOCHREALTIME run="$W/$1-run" dst="$W/$1"
+  timeout "$TRAIN_TIMEOUT" ./.bin/ddpm train --data "$2" --data-dir "$3" --classes --p-uncond 0.1 --out "$run" \
     --epochs "$EPOCHS" --sample-every 10 2>&1 | grep -v "^ *[0-9]*%" > "$W/$1-train.txt"
   echo "train wall $(awk "BEGIN{print $EPOCHREALTIME - $t}") s" >> "$W/$1-train.txt"
-}
-train mnist-cond mnist "$M" &
-train fashion-cond fashion-mnist "$F" &
-wait
-echo "all training wall $(awk "BEGIN{print $EPOCHREALTIME - $t0}") s" | tee -a "$S"
-
-for name in mnist-cond fashion-cond; do
-  run="$W/$name-run"; dst="$W/$name"
-  for g in 1 3; do
-    ./.bin/ddpm sample --run "$run" --class all --guidance $g --sampler ddim --steps 50 --eta 1 --seed 0 \
-      --out "$run/samples/guidance$g.png" 2>&1 | tail -1 | tee -a "$W/$name-train.txt"
-  done
-  ./.bin/ddpm export --run "$run" --out "$dst" --dtype f16 2>&1 | tail -1
-  cp "$run/loss.csv" "$run/train.json" "$W/$name-train.txt" "$dst/" 2>/dev/null
+  ./.bin/ddpm sample --run "$run" --class all --guidance 3 --sampler ddim --steps 50 --eta 1 --seed 0 \
+    --out "$run/samples/guidance3.png" 2>&1 | tail -1 >> "$W/$1-train.txt"
+  ./.bin/ddpm export --run "$run" --out "$dst" --dtype f16 2>&1 | tail -1 >> "$W/$1-train.txt"
+  cp "$run/loss.csv" "$run/train.json" "$W/$1-train.txt" "$dst/" 2>/dev/null
   cp -r "$run/samples" "$dst/" 2>/dev/null
-  tar -C "$W" -czf "$OUT/$name.tar.gz" "$name"
-done
+  tar -C "$W" -czf "$OUT/$1.tar.gz" "$1"
+}
+case "$ONLY" in
+  ""|mnist) model mnist-cond mnist "$M" & ;;
+esac
+case "$ONLY" in
+  ""|fashion-mnist) model fashion-cond fashion-mnist "$F" & ;;
+esac
+wait
+echo "all wall $(awk "BEGIN{print $EPOCHREALTIME - $t0}") s" | tee -a "$S"
+
 cp "$W/classifier.txt" "$W/classifier-fashion-mnist/" 2>/dev/null
 tar -C "$W" -czf "$OUT/classifier-fashion-mnist.tar.gz" classifier-fashion-mnist
 
