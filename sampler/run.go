@@ -1,6 +1,7 @@
 package sampler
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"time"
@@ -36,7 +37,8 @@ type Options struct {
 	// Init, if not nil, is x_T [N,C,H,W] float32. Run does not modify it.
 	Init *tensors.Tensor
 	// Noise, if not nil, is the step noise z [steps,N,C,H,W] float32, in step order, replacing the device RNG
-	// (to compare with a run of diffusers). The noise of steps with Sigma = 0 is unused.
+	// (to compare with a run of diffusers). The noise of steps with Sigma = 0 is unused. When the last step's
+	// Sigma is 0 (DDPM at t = 0) it may be left out: [steps-1,N,C,H,W], the draws of the steps before it.
 	Noise *tensors.Tensor
 	// Labels, if not nil, are the class labels [N] given to the denoiser (-1: no label).
 	Labels []int32
@@ -51,6 +53,48 @@ type Options struct {
 	// the per-step overhead, at the price of a larger graph to compile. It is rounded down to a divisor
 	// of the number of steps, so one graph serves every call, and ignored when Record is set.
 	StepsPerCall int
+	// Progress, if not nil, is called after each step call with the steps done so far and the plan's
+	// length (with StepsPerCall k, every k steps). On an asynchronous backend a call may return before
+	// the device has finished it, so the count can run ahead of the device by a few calls.
+	Progress func(done, total int)
+	// Context, if not nil, stops the run before the next step call once it is done (Ctrl-C): Run then
+	// returns its error (context.Canceled or DeadlineExceeded, wrapped). nil means never stop.
+	Context context.Context
+}
+
+// stopped returns the context's error, if any, wrapped with the step at which the run stopped.
+func (o *Options) stopped(i, steps int) error {
+	if o.Context == nil {
+		return nil
+	}
+	if err := o.Context.Err(); err != nil {
+		return fmt.Errorf("sampler: run stopped before step %d of %d: %w", i, steps, err)
+	}
+	return nil
+}
+
+// completeNoise pads a Noise of steps-1 draws with a zero draw for the last step, when that step adds no
+// noise (Sigma = 0), so the loops see one draw per step.
+func (o *Options) completeNoise(plan Plan) error {
+	if o.Noise == nil || len(plan) == 0 || o.Noise.Shape().Rank() == 0 || o.Noise.Shape().Dimensions[0] != len(plan)-1 {
+		return nil
+	}
+	if plan[len(plan)-1].Coef.Sigma != 0 {
+		return fmt.Errorf("sampler: Options.Noise has %d draws for %d steps; the last step adds noise (sigma %g), so give one draw per step",
+			len(plan)-1, len(plan), plan[len(plan)-1].Coef.Sigma)
+	}
+	flat, err := tensors.CopyFlatData[float32](o.Noise)
+	if err != nil {
+		return fmt.Errorf("sampler: Options.Noise: %w", err)
+	}
+	d := slices.Clone(o.Noise.Shape().Dimensions)
+	d[0]++
+	draw := 1
+	for _, v := range d[1:] {
+		draw *= v
+	}
+	o.Noise = tensors.FromFlatDataAndDimensions(append(flat, make([]float32, draw)...), d...)
+	return nil
 }
 
 func (o *Options) validate(steps int) error {
@@ -268,6 +312,9 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 	if len(plan) == 0 {
 		return nil, fmt.Errorf("sampler: empty plan; build one with DDPM.Plan or DDIM.Plan")
 	}
+	if err := opts.completeNoise(plan); err != nil {
+		return nil, err
+	}
 	if err := opts.validate(len(plan)); err != nil {
 		return nil, err
 	}
@@ -352,6 +399,15 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 	loop := time.Now()
 	for c := 0; c < calls; c++ {
 		i, st := c*k, plan[c*k] // with Record set, k = 1 and call c is step i
+		if err := opts.stopped(i, len(plan)); err != nil {
+			if deviceNoise {
+				rng.FinalizeAll()
+			}
+			if ownXt {
+				xt.FinalizeAll()
+			}
+			return nil, err
+		}
 		var xtHost *tensors.Tensor
 		if record[i] {
 			if xtHost, err = xt.LocalClone(); err != nil {
@@ -401,6 +457,9 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 		}
 		if err := out[1].FinalizeAll(); err != nil {
 			return nil, fmt.Errorf("sampler: run: step %d: %w", i, err)
+		}
+		if opts.Progress != nil {
+			opts.Progress(i+k, len(plan))
 		}
 	}
 	stats.Calls, stats.StepsPerCall, stats.Compiled = calls, k, r.built > built
