@@ -27,7 +27,7 @@ S="$OUT/summary.txt"
 
 t0=$EPOCHREALTIME
 ( t=$EPOCHREALTIME
-  ./.bin/ddpm classifier train --data fashion-mnist --data-dir "$F" --out "$W/classifier-fashion-mnist" > "$W/classifier.txt" 2>&1
+  ./.bin/ddpm classifier train --data fashion-mnist --data-dir "$F" --epochs "${CLS_EPOCHS:-15}" --out "$W/classifier-fashion-mnist" > "$W/classifier.txt" 2>&1
   echo "classifier wall $(awk "BEGIN{print $EPOCHREALTIME - $t}") s" >> "$W/classifier.txt" ) &
 train() { # name data dir
   local t=$EPOCHREALTIME
