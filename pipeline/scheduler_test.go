@@ -55,6 +55,14 @@ func TestParseSchedulerConfig(t *testing.T) {
 		{"thresholding fields ignored when off", `{"thresholding": false, "dynamic_thresholding_ratio": 0.9, "sample_max_value": 3,
 			"rescale_betas_zero_snr": false}`, def},
 		{"predict_epsilon true", `{"predict_epsilon": true}`, def},
+		{"unknown fields ignored, as from_config does", `{"beta_start": 0.001, "skip_prk_steps": true, "zeta": 1}`,
+			with(func(c *SchedulerConfig) { c.Schedule.BetaStart = 0.001 })},
+		{"a DPMSolverMultistepScheduler file", `{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver++",
+			"lambda_min_clipped": -Infinity, "variance_type": null, "solver_order": 2, "timestep_spacing": "linspace"}`,
+			with(func(c *SchedulerConfig) {
+				c.Class = DPMSolverMultistepScheduler
+				c.DDPM.Spacing, c.DDIM.Spacing = schedule.Linspace, schedule.Linspace
+			})},
 		{"predict_epsilon false with prediction_type", `{"predict_epsilon": false, "prediction_type": "sample"}`,
 			with(func(c *SchedulerConfig) { c.DDPM.Prediction, c.DDIM.Prediction = sampler.Sample, sampler.Sample })},
 	} {
@@ -73,7 +81,6 @@ func TestParseSchedulerConfig(t *testing.T) {
 func TestParseSchedulerConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ name, json, want string }{
 		{"not json", `[1]`, "not a JSON object"},
-		{"unknown field", `{"beta_start": 0.001, "skip_prk_steps": true, "zeta": 1}`, "unknown field(s) skip_prk_steps, zeta"},
 		{"thresholding", `{"thresholding": true}`, "thresholding true"},
 		{"rescale", `{"rescale_betas_zero_snr": true}`, "rescale_betas_zero_snr true"},
 		{"learned", `{"variance_type": "learned"}`, `variance_type "learned"`},

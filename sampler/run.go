@@ -149,6 +149,7 @@ type stepKey struct {
 	dims             string // [N,C,H,W]
 	k                int    // steps per call
 	labels, devNoise bool
+	history          bool // whether the plan uses the saved buffers h1, h2 (multistep, Heun)
 }
 
 // RunStats times one Runner.Run on the host clock. A compiled call may return before the device has
@@ -224,11 +225,15 @@ func (r *Runner) stepExec(key stepKey, nw, n int) (*graph.Exec, error) {
 	if e := r.steps[key]; e != nil {
 		return e, nil
 	}
-	m, k, hasLabels, deviceNoise := r.m, key.k, key.labels, key.devNoise
+	m, k, hasLabels, deviceNoise, history := r.m, key.k, key.labels, key.devNoise, key.history
 	e, err := graph.NewExec(r.b, func(in []*graph.Node) []*graph.Node {
 		r.built++
 		w, x, rows, ts := in[:nw], in[nw], in[nw+1], in[nw+2] // rows [k, RowSize], ts [k, N]
 		next := nw + 3
+		var h1, h2 *graph.Node
+		if history {
+			h1, h2, next = in[next], in[next+1], next+2
+		}
 		var y *graph.Node
 		if hasLabels {
 			y, next = in[next], next+1
@@ -239,7 +244,7 @@ func (r *Runner) stepExec(key stepKey, nw, n int) (*graph.Exec, error) {
 		for j := 0; j < k; j++ {
 			t := graph.Reshape(graph.Slice(ts, graph.AxisElem(j), graph.AxisRange()), n)
 			row := graph.Reshape(graph.Slice(rows, graph.AxisElem(j), graph.AxisRange()), RowSize)
-			out := denoise(x, t, y)
+			out := denoise(graphInput(row, x), t, y)
 			if out == nil || !out.Shape().Equal(x.Shape()) {
 				panic(fmt.Errorf("the denoiser returned %v for x_t of shape %s; want float32 of the same shape", shapeOf(out), x.Shape()))
 			}
@@ -249,12 +254,16 @@ func (r *Runner) stepExec(key stepKey, nw, n int) (*graph.Exec, error) {
 			} else {
 				z = graph.Reshape(graph.Slice(rng, graph.AxisElem(j)), x.Shape().Dimensions...)
 			}
-			x, x0Hat = GraphStep(row, x, out, z)
+			x, x0Hat, h1, h2 = GraphAdvance(row, x, out, z, h1, h2)
+		}
+		outs := []*graph.Node{x, x0Hat}
+		if history {
+			outs = append(outs, h1, h2)
 		}
 		if deviceNoise {
-			return []*graph.Node{x, x0Hat, rng}
+			outs = append(outs, rng)
 		}
-		return []*graph.Node{x, x0Hat}
+		return outs
 	})
 	if err != nil {
 		return nil, err
@@ -326,7 +335,8 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 	k := stepsPerCall(opts, len(plan))
 	nw := len(weights)
 	built := r.built
-	step, err := r.stepExec(stepKey{fmt.Sprint(dims), k, hasLabels, deviceNoise}, nw, opts.N)
+	history := plan.history()
+	step, err := r.stepExec(stepKey{fmt.Sprint(dims), k, hasLabels, deviceNoise, history}, nw, opts.N)
 	if err != nil {
 		return nil, fmt.Errorf("sampler: run: %w", err)
 	}
@@ -367,7 +377,13 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 	for _, i := range opts.Record {
 		record[i] = true
 	}
-	args := make([]any, 0, nw+5)
+	var h [2]*tensors.Tensor // the saved buffers, zero before the first step
+	if history {
+		for j := range h {
+			h[j] = tensors.FromShape(sampleShape)
+		}
+	}
+	args := make([]any, 0, nw+7)
 	loop := time.Now()
 	for c := 0; c < calls; c++ {
 		i, st := c*k, plan[c*k] // with Record set, k = 1 and call c is step i
@@ -377,6 +393,11 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 			}
 			if ownXt {
 				xt.FinalizeAll()
+			}
+			for _, hj := range h {
+				if hj != nil {
+					hj.FinalizeAll()
+				}
 			}
 			return nil, err
 		}
@@ -396,6 +417,15 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 			args = append(args, xt)
 		}
 		args = append(args, rows[c], ts[c])
+		if history {
+			for _, hj := range h {
+				if c == 0 {
+					args = append(args, hj)
+				} else {
+					args = append(args, donate(b, hj))
+				}
+			}
+		}
 		if hasLabels {
 			args = append(args, labels)
 		}
@@ -417,8 +447,12 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 			stats.FirstCall = time.Since(loop)
 		}
 		xt, ownXt = out[0], true
+		rest := out[2:]
+		if history {
+			h[0], h[1], rest = rest[0], rest[1], rest[2:]
+		}
 		if deviceNoise {
-			rng = out[2]
+			rng = rest[0]
 		}
 		if record[i] {
 			x0Host, err := out[1].LocalClone()
@@ -437,6 +471,11 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 	stats.Calls, stats.StepsPerCall, stats.Compiled = calls, k, r.built > built
 	if deviceNoise {
 		rng.FinalizeAll()
+	}
+	for _, hj := range h {
+		if hj != nil {
+			hj.FinalizeAll()
+		}
 	}
 	if err := xt.ToLocal(); err != nil {
 		return nil, fmt.Errorf("sampler: run: reading x_0: %w", err)
