@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -732,4 +733,126 @@ func dpmExtras(raw map[string]json.RawMessage, d *sampler.DPMSolver) error {
 func jsonEqual(a json.RawMessage, b string) bool {
 	var x, y any
 	return json.Unmarshal(a, &x) == nil && json.Unmarshal([]byte(b), &y) == nil && reflect.DeepEqual(x, y)
+}
+
+// ConfigJSON writes the run's scheduler as diffusers' save_config writes a scheduler_config.json of its
+// class: the schedule, every field of the class (the unsupported options at their only value), keys
+// sorted, floats as Python prints them.
+func (r Run) ConfigJSON() ([]byte, error) {
+	switch d := r.Config.(type) {
+	case sampler.DDPM:
+		return SchedulerConfig{Class: DDPMScheduler, Schedule: r.Schedule, DDPM: d, DDIM: ddimFrom(d, true)}.MarshalJSON()
+	case sampler.DDIM:
+		p := sampler.DefaultDDPM()
+		p.Prediction, p.ClipSample, p.ClipSampleRange, p.Spacing, p.StepsOffset = d.Prediction, d.ClipSample, d.ClipSampleRange, d.Spacing, d.StepsOffset
+		return SchedulerConfig{Class: DDIMScheduler, Schedule: r.Schedule, DDPM: p, DDIM: d}.MarshalJSON()
+	case nil:
+		return nil, fmt.Errorf("pipeline: no scheduler chosen")
+	}
+	var betas any
+	if len(r.Schedule.TrainedBetas) > 0 {
+		b := make([]pyFloat, len(r.Schedule.TrainedBetas))
+		for k, x := range r.Schedule.TrainedBetas {
+			b[k] = pyFloat(x)
+		}
+		betas = b
+	}
+	m := map[string]any{
+		"_class_name":            r.Class.String(),
+		"_diffusers_version":     DiffusersVersion,
+		"num_train_timesteps":    r.Schedule.T,
+		"beta_start":             pyFloat(r.Schedule.BetaStart),
+		"beta_end":               pyFloat(r.Schedule.BetaEnd),
+		"beta_schedule":          r.Schedule.BetaSchedule,
+		"trained_betas":          betas,
+		"rescale_betas_zero_snr": false,
+	}
+	switch r.Class {
+	case DPMSolverMultistepScheduler:
+		m["thresholding"], m["dynamic_thresholding_ratio"], m["sample_max_value"] = false, pyFloat(0.995), pyFloat(1)
+		m["use_lu_lambdas"], m["use_exponential_sigmas"], m["use_beta_sigmas"], m["use_flow_sigmas"] = false, false, false, false
+		m["variance_type"] = nil
+		m["lambda_min_clipped"] = "-Infinity" // written bare below, as Python does
+		if d, ok := r.Config.(sampler.DPMSolver); ok && !math.IsInf(d.LambdaMinClipped, -1) {
+			m["lambda_min_clipped"] = pyFloat(d.LambdaMinClipped)
+		}
+	case EulerDiscreteScheduler:
+		m["interpolation_type"], m["timestep_type"] = "linear", "discrete"
+		m["use_exponential_sigmas"], m["use_beta_sigmas"] = false, false
+		m["sigma_min"], m["sigma_max"] = nil, nil
+	case HeunDiscreteScheduler:
+		m["use_exponential_sigmas"], m["use_beta_sigmas"] = false, false
+	}
+	rv := reflect.ValueOf(r.Config)
+	for i := 0; i < rv.NumField(); i++ {
+		name, opt, _ := strings.Cut(rv.Type().Field(i).Tag.Get("json"), ",")
+		if name == "-" || name == "" {
+			continue
+		}
+		f := rv.Field(i)
+		switch {
+		case f.Kind() == reflect.Float64 && opt == "omitempty" && f.Float() == 0:
+			// an unset sigma_min / sigma_max: None, written above
+		case f.Kind() == reflect.Float64:
+			m[name] = pyFloat(f.Float())
+		default:
+			m[name] = f.Interface()
+		}
+	}
+	b, err := marshalConfig(m)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Replace(b, []byte(`"-Infinity"`), []byte("-Infinity"), 1), nil
+}
+
+// SetScheduler makes the pipeline directory dir, as Save wrote it, sample with the run's scheduler:
+// scheduler/scheduler_config.json becomes r.ConfigJSON and model_index.json names the class.
+func SetScheduler(dir string, r Run) error {
+	cfg, err := r.ConfigJSON()
+	if err != nil {
+		return err
+	}
+	indexPath := filepath.Join(dir, ModelIndexFile)
+	data, err := os.ReadFile(indexPath)
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	var index map[string]any
+	if err := json.Unmarshal(data, &index); err != nil {
+		return fmt.Errorf("pipeline: %s: %w", indexPath, err)
+	}
+	index["scheduler"] = []string{"diffusers", r.Class.String()}
+	out, err := marshalConfig(index)
+	if err != nil {
+		return err
+	}
+	return writeFiles(dir, []outFile{
+		{"scheduler/" + SchedulerConfigFile, writeBytes(cfg)},
+		{ModelIndexFile, writeBytes(out)},
+	})
+}
+
+// SchedulerJSON returns the pipeline's scheduler_config.json as read (every field, for Choice.Plan to
+// build any class from it), or for a pipeline without one, its DDPMScheduler config.
+func (p *Pipeline) SchedulerJSON() ([]byte, error) {
+	if p.Files.SchedulerConfig != "" {
+		b, err := os.ReadFile(p.Files.SchedulerConfig)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: %w", err)
+		}
+		return b, nil
+	}
+	return p.SchedulerConfig(DDPMScheduler).MarshalJSON()
+}
+
+// DefaultSampler is the sampler that `ddpm sample` uses for the bundled model when neither --scheduler
+// nor --steps is given, on the pure-Go (CPU) backend or on an accelerator. THE PLACE TO SET THE DEFAULT
+// from the quality study (docs/samplers.md; issue 12, item 5): until it is measured, today's DDIM, 10 steps
+// on the CPU (64 images in ~2.5 minutes on 2 cores) and 50 elsewhere.
+func DefaultSampler(cpu bool) Choice {
+	if cpu {
+		return Choice{Class: "ddim", Steps: 10}
+	}
+	return Choice{Class: "ddim", Steps: 50}
 }
