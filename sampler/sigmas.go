@@ -141,8 +141,10 @@ func dpmTimesteps(T, last, n int, spacing schedule.Spacing, offset int) ([]int, 
 		step := -float64(T) / float64(n)
 		start := float64(last)
 		delta := (start + step) - start
+		// For some n (3, 6, 7, ...) numpy's arange yields a last value ~1e-13, so diffusers lists n+1
+		// timesteps, the last -1; as schedule.Timesteps, keep the n intended ones.
 		ts = ts[:0]
-		for i := 0; ; i++ {
+		for i := 0; i < n; i++ {
 			v := start + float64(i)*delta
 			if v <= 0 {
 				break
