@@ -165,7 +165,7 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	bs := min(*batch, *n)
 	start := time.Now()
 	for i, c := range cells {
-		res := samplersCell{Dataset: name, Source: gen.describe, Sampler: c.name, Desc: c.run.Desc, Steps: len(c.run.Timesteps),
+		res := samplersCell{Dataset: name, Source: describeSource(gen.src, *runDir == "" && *modelFlag == ""), Sampler: c.name, Desc: c.run.Desc, Steps: len(c.run.Timesteps),
 			Evals: len(c.run.Plan), N: *n, Ref: ref.String(), RefN: refStats.N, Extractor: ext.Extractor().Name, Batch: bs,
 			Backend: info.Kind.String(), Device: info.Device}
 		if c.name == "ddpm" || c.run.Class == pipeline.HeunDiscreteScheduler {
@@ -227,14 +227,21 @@ func runSamplersReport(args []string, stdout, stderr io.Writer) error {
 	md := fs.String("md", "", "write the tables to this Markdown file (default: stdout)")
 	imgDir := fs.String("images", "", "write one plot per data set here, samplers-DATA.png (default: beside --md, images/)")
 	title := fs.String("title", "Fast samplers: FID against model evaluations", "the document's title")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+	var files []string
+	for { // files and flags in any order
+		if err := fs.Parse(args); err != nil {
+			return usageError{err.Error()}
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		files, args = append(files, fs.Arg(0)), fs.Args()[1:]
 	}
-	if fs.NArg() == 0 {
+	if len(files) == 0 {
 		return usagef("samplers report: give the JSON lines files of ddpm samplers")
 	}
 	var cells []samplersCell
-	for _, path := range fs.Args() {
+	for _, path := range files {
 		f, err := os.Open(path)
 		if err != nil {
 			return err
@@ -353,7 +360,7 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 			series = append(series, viz.Series{Name: samplerLabel(s), Steps: xs, Loss: ys})
 		}
 		if ddpm != nil {
-			fmt.Fprintf(&b, "\nDDPM, %d steps (%s): FID **%.2f**, %.0fs sampling.\n", ddpm.Evals, ddpm.Desc, ddpm.FID, ddpm.SampleS)
+			fmt.Fprintf(&b, "\nThe reference line, %s: FID **%.2f**, %.0fs sampling.\n", ddpm.Desc, ddpm.FID, ddpm.SampleS)
 			if len(evals) > 0 {
 				series = append(series, viz.Series{Name: fmt.Sprintf("DDPM-%d", ddpm.Evals),
 					Steps: []float64{float64(evals[0]), float64(evals[len(evals)-1])}, Loss: []float64{ddpm.FID, ddpm.FID}})
