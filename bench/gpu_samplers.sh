@@ -20,7 +20,7 @@
 # Estimated GPU time per data set on an H200: ~2300 model evaluations of 10,000 samples at ~12 us per
 # sample-evaluation (DDPM-1000 of 5000 took 58.4 s, docs/fid.md) = ~270 s, plus ~1 minute of compilation
 # (two step graphs at batch 5000) and a few seconds of features: ~6 minutes.
-# Then, here: .bin/ddpm samplers report OUT/samplers-*.jsonl --md docs/samplers.md  (writes docs/images/samplers-*.png)
+# Then, here: .bin/ddpm samplers --report OUT1/samplers-mnist.jsonl,OUT2/samplers-fashion-mnist.jsonl --md docs/samplers.md  (writes docs/images/samplers-*.png)
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 B=./.bin/ddpm
@@ -53,4 +53,4 @@ LOG="$OUT/samplers-$DS.log"
   $B fid --images "$FLOOR" --ref "$REF" --data-dir "$DATA" --features classifier --classifier "$CLF" --json 2>&1 \
     | grep -v "^ *[0-9]*% " | tee /dev/stderr | grep '^{' > "$OUT/floor-$DS.json"
 } 2>&1 | tee "$LOG"
-$B samplers report "$OUT/samplers-$DS.jsonl" --md "$OUT/samplers-$DS.md" --images "$OUT" >/dev/null && cat "$OUT/samplers-$DS.md"
+$B samplers --report "$OUT/samplers-$DS.jsonl" --md "$OUT/samplers-$DS.md" --images "$OUT" >/dev/null && cat "$OUT/samplers-$DS.md"
