@@ -33,7 +33,7 @@ func RunHost(den HostDenoiser, plan Plan, opts Options) (*tensors.Tensor, error)
 	if len(plan) == 0 {
 		return nil, fmt.Errorf("sampler: empty plan; build one with DDPM.Plan or DDIM.Plan")
 	}
-	if err := opts.validate(len(plan)); err != nil {
+	if err := opts.validate(plan); err != nil {
 		return nil, err
 	}
 	dims := append([]int{opts.N}, opts.Shape...)
@@ -62,9 +62,9 @@ func RunHost(den HostDenoiser, plan Plan, opts Options) (*tensors.Tensor, error)
 	}
 	var noise []float32
 	if opts.Noise != nil {
-		flat, err := tensors.CopyFlatData[float32](opts.Noise)
+		flat, err := opts.stepNoise(plan)
 		if err != nil {
-			return nil, fmt.Errorf("sampler: run: Options.Noise: %w", err)
+			return nil, err
 		}
 		noise = flat
 	}

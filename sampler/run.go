@@ -37,7 +37,9 @@ type Options struct {
 	// Init, if not nil, is x_T [N,C,H,W] float32. Run does not modify it.
 	Init *tensors.Tensor
 	// Noise, if not nil, is the step noise z [steps,N,C,H,W] float32, in step order, replacing the device RNG
-	// (to compare with a run of diffusers). The noise of steps with Sigma = 0 is unused.
+	// (to compare with a run of diffusers). The noise of steps with Sigma = 0 is unused. It may also hold
+	// only the draws of the steps with Sigma != 0, [k,N,C,H,W] with k their number (diffusers' DDPM draws
+	// no noise at t = 0).
 	Noise *tensors.Tensor
 	// Labels, if not nil, are the class labels [N] given to the denoiser (-1: no label).
 	Labels []int32
@@ -61,6 +63,29 @@ type Options struct {
 	Context context.Context
 }
 
+// stepNoise returns Options.Noise flat, one draw per step: a compact Noise (draws of the noisy steps only)
+// is spread out, zeros for the silent steps.
+func (o *Options) stepNoise(plan Plan) ([]float32, error) {
+	flat, err := tensors.CopyFlatData[float32](o.Noise)
+	if err != nil {
+		return nil, fmt.Errorf("sampler: run: Options.Noise: %w", err)
+	}
+	draws := o.Noise.Shape().Dimensions[0]
+	if draws == len(plan) {
+		return flat, nil
+	}
+	size := len(flat) / max(draws, 1)
+	full := make([]float32, len(plan)*size)
+	j := 0
+	for i, st := range plan {
+		if st.Coef.Sigma != 0 {
+			copy(full[i*size:(i+1)*size], flat[j*size:(j+1)*size])
+			j++
+		}
+	}
+	return full, nil
+}
+
 // stopped returns the context's error, if any, wrapped with the step at which the run stopped.
 func (o *Options) stopped(i, steps int) error {
 	if o.Context == nil {
@@ -72,7 +97,8 @@ func (o *Options) stopped(i, steps int) error {
 	return nil
 }
 
-func (o *Options) validate(steps int) error {
+func (o *Options) validate(plan Plan) error {
+	steps := len(plan)
 	if o.N < 1 {
 		return fmt.Errorf("sampler: Options.N is %d; want at least one sample", o.N)
 	}
@@ -87,8 +113,10 @@ func (o *Options) validate(steps int) error {
 	}
 	if o.Noise != nil {
 		want := append([]int{steps}, dims...)
-		if err := o.Noise.Shape().Check(dtypes.Float32, want...); err != nil {
-			return fmt.Errorf("sampler: Options.Noise has shape %s; want float32 %v ([steps,N] + Shape)", o.Noise.Shape(), want)
+		compact := append([]int{plan.noisy()}, dims...)
+		if o.Noise.Shape().Check(dtypes.Float32, want...) != nil && o.Noise.Shape().Check(dtypes.Float32, compact...) != nil {
+			return fmt.Errorf("sampler: Options.Noise has shape %s; want float32 %v ([steps,N] + Shape) or %v (one draw per step with noise)",
+				o.Noise.Shape(), want, compact)
 		}
 	}
 	if o.Labels != nil && len(o.Labels) != o.N {
@@ -296,7 +324,7 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 	if len(plan) == 0 {
 		return nil, fmt.Errorf("sampler: empty plan; build one with DDPM.Plan or DDIM.Plan")
 	}
-	if err := opts.validate(len(plan)); err != nil {
+	if err := opts.validate(plan); err != nil {
 		return nil, err
 	}
 	b := r.b
@@ -363,9 +391,9 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 	}
 	var noise []*tensors.Tensor // host-supplied step noise, one [k,N,C,H,W] tensor per call
 	if !deviceNoise {
-		flat, err := tensors.CopyFlatData[float32](opts.Noise)
+		flat, err := opts.stepNoise(plan)
 		if err != nil {
-			return nil, fmt.Errorf("sampler: run: Options.Noise: %w", err)
+			return nil, err
 		}
 		size := k * sampleShape.Size()
 		for c := 0; c < calls; c++ {

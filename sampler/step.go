@@ -138,6 +138,17 @@ type PlanStep struct {
 // evaluations.
 type Plan []PlanStep
 
+// noisy returns the number of steps that add noise (Sigma != 0).
+func (p Plan) noisy() int {
+	k := 0
+	for _, st := range p {
+		if st.Coef.Sigma != 0 {
+			k++
+		}
+	}
+	return k
+}
+
 // history reports whether any step uses the saved buffers.
 func (p Plan) history() bool {
 	for _, st := range p {
