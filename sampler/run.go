@@ -141,10 +141,12 @@ func (o *Options) validate(plan Plan) error {
 // opts.Init is given; the step noise comes from the same device RNG unless opts.Noise is given. The same
 // seed on the same backend gives the same samples; other backends draw other numbers.
 //
-// One graph is compiled for a step, (weights, x_t, coefficient row, t, labels, rng state) ->
-// (x_prev, x0Hat, rng state), and reused for every step: the coefficients and timesteps of all steps are
-// put on the device before the loop, and the buffers of x_t and the rng state are donated, so the loop
-// stays on the device and reads back only the result (and the steps of opts.Record).
+// One graph is compiled for a step, (weights, x_t, coefficient row, t, [h1, h2], labels, rng state) ->
+// (x_prev, x0Hat, [h1, h2], rng state), and reused for every step: the coefficients and timesteps of all
+// steps are put on the device before the loop, and the buffers of x_t, of the saved h1 and h2 (multistep
+// and Heun plans only) and of the rng state are donated, so the loop stays on the device and reads back
+// only the result (and the steps of opts.Record). opts.Progress is called after every call and
+// opts.Context stops the run before the next one.
 func Run(b backends.Backend, m Model, plan Plan, opts Options) (*tensors.Tensor, error) {
 	r, err := NewRunner(b, m)
 	if err != nil {
