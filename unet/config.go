@@ -211,6 +211,9 @@ func (c Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("unet: config: %s: %s", field, fmt.Sprintf(format, args...))
 	}
+	if err := c.checkLimits(); err != nil {
+		return err
+	}
 	if c.InChannels <= 0 || c.OutChannels <= 0 {
 		return bad("in_channels/out_channels", "must be positive, got %d/%d", c.InChannels, c.OutChannels)
 	}
@@ -318,10 +321,6 @@ func (c Config) timeEmbedDim() int {
 	}
 	return c.BlockOutChannels[0] * 4
 }
-
-// Levels is the number of resolutions; the input's height and width must be divisible by
-// 2^(Levels-1).
-func (c Config) Levels() int { return len(c.BlockOutChannels) }
 
 func (c Config) hasAttention(blockType string) bool {
 	return strings.HasPrefix(blockType, "Attn")
