@@ -22,3 +22,22 @@ func TestSchedulerConfigLimits(t *testing.T) {
 		t.Errorf("num_train_timesteps 4000: %v", err)
 	}
 }
+
+// TestLoadTorchBeyondTheConfig loads the fixture's .bin (6.6 MB, block_out_channels [32, 64, 64]) with a
+// config of fewer channels: the archive declares more than that config's weights can take, so it is
+// refused before any entry is decompressed.
+func TestLoadTorchBeyondTheConfig(t *testing.T) {
+	config := strings.Replace(readTiny(t, "unet/config.json"), "64,\n    64\n", "8,\n    8\n", 1)
+	config = strings.Replace(config, `"norm_num_groups": 8`, `"norm_num_groups": 4`, 1)
+	config = strings.Replace(config, "    32,\n", "    8,\n", 1)
+	dir := makeDir(t, map[string]entry{
+		"model_index.json":                 fixture("model_index.json"),
+		"scheduler/scheduler_config.json":  fixture("scheduler/scheduler_config.json"),
+		"unet/config.json":                 literal(config),
+		"unet/diffusion_pytorch_model.bin": fixture("unet/diffusion_pytorch_model.bin"),
+	})
+	_, err := Load(dir)
+	if err == nil || !strings.Contains(err.Error(), "beyond the limit of") {
+		t.Fatalf("Load: %v; want the .bin refused for declaring more than the config's weights", err)
+	}
+}
