@@ -5,20 +5,11 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
-)
 
-// allocated returns the bytes f allocates on the heap (runtime.MemStats.TotalAlloc), with no other
-// goroutine of the test running.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
+	"github.com/ddpm/ddpm/internal/memcap"
+)
 
 // sparseFile writes head at the start of a file of size bytes, the rest a hole: no disk space is used.
 func sparseFile(t *testing.T, head []byte, size int64) string {
@@ -47,7 +38,7 @@ func TestReadSafetensorsHugeFileDoesNotAllocate(t *testing.T) {
 			head := binary.LittleEndian.AppendUint64(nil, uint64(len(c.header)))
 			path := sparseFile(t, append(head, c.header...), size)
 			var err error
-			n := allocated(func() { _, err = ReadSafetensors(path) })
+			n := memcap.Allocated(func() { _, err = ReadSafetensors(path) })
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("ReadSafetensors: %v; want an error containing %q", err, c.want)
 			}
@@ -72,7 +63,7 @@ func TestReadTorchZipBomb(t *testing.T) {
 	}
 	for _, limit := range []int64{0, 1 << 20, 1 << 40} {
 		var err error
-		n := allocated(func() { _, err = ReadTorchLimit(path, limit) })
+		n := memcap.Allocated(func() { _, err = ReadTorchLimit(path, limit) })
 		if err == nil || !strings.Contains(err.Error(), "declare 2147483817 bytes once decompressed") {
 			t.Fatalf("limit %d: ReadTorchLimit: %v; want the declared size refused", limit, err)
 		}
