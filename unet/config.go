@@ -322,6 +322,10 @@ func (c Config) timeEmbedDim() int {
 	return c.BlockOutChannels[0] * 4
 }
 
+// Levels is the number of resolutions; the input's height and width must be divisible by
+// 2^(Levels-1).
+func (c Config) Levels() int { return len(c.BlockOutChannels) }
+
 func (c Config) hasAttention(blockType string) bool {
 	return strings.HasPrefix(blockType, "Attn")
 }
