@@ -67,7 +67,11 @@ func (tr *Trainer) SetDevices(n int) error {
 		return fmt.Errorf("train: %d devices: want at least 1", n)
 	}
 	if have := tr.b.NumDevices(); n > have {
-		return fmt.Errorf("train: %d devices asked for, the backend %s has %d (pass --devices %d or fewer)", n, tr.b.Name(), have, have)
+		fewer := ""
+		if have > 1 {
+			fewer = " or fewer"
+		}
+		return fmt.Errorf("train: %d devices asked for, the backend %s has %d (pass --devices %d%s)", n, tr.b.Name(), have, have, fewer)
 	}
 	if err := CheckDivides(tr.cfg.BatchSize, n); err != nil {
 		return err
@@ -269,4 +273,18 @@ func (tr *Trainer) donateOn(t *tensors.Tensor, d int) any {
 		}
 	}
 	return t
+}
+
+// ChooseDevices is the device count for a batch of batch: asked if asked > 0 (SetDevices then checks
+// it); else all of the accelerators found (accelerators: the GPUs of a CUDA backend, 1 elsewhere),
+// lowered to the largest count that divides the batch.
+func ChooseDevices(asked, accelerators, batch int) int {
+	if asked > 0 {
+		return asked
+	}
+	n := max(1, accelerators)
+	for n > 1 && batch%n != 0 {
+		n--
+	}
+	return n
 }

@@ -290,3 +290,14 @@ func TestShardedStepMatchesPlain(t *testing.T) {
 		}
 	}
 }
+
+func TestChooseDevices(t *testing.T) {
+	for _, c := range []struct{ asked, accel, batch, want int }{
+		{0, 1, 64, 1}, {0, 0, 64, 1}, {0, 8, 64, 8}, {0, 4, 256, 4}, {0, 3, 64, 2}, {0, 8, 100, 5},
+		{2, 8, 64, 2}, {3, 1, 64, 3}, // asked: as is, SetDevices checks it
+	} {
+		if got := ChooseDevices(c.asked, c.accel, c.batch); got != c.want {
+			t.Errorf("ChooseDevices(%d, %d, %d) = %d; want %d", c.asked, c.accel, c.batch, got, c.want)
+		}
+	}
+}

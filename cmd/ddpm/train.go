@@ -47,6 +47,7 @@ type runConfig struct {
 	KeepCkpts    int              `json:"keep_checkpoints"`
 	LogEvery     int              `json:"log_every_steps"`
 	DDPMVariance sampler.Variance `json:"ddpm_variance"`
+	Devices      int              `json:"-"` // --devices: of this process, not of the run
 }
 
 const (
@@ -88,6 +89,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		precision   = fs.String("precision", "fp32", "compute precision: fp32, or bf16 (bfloat16 compute, float32 master weights and EMA)")
 		variance    = fs.String("ddpm-variance", "fixed_large", "the DDPM sampler's variance in the saved scheduler: fixed_large (beta_t) or fixed_small (beta-tilde)")
 		bk          = backendFlag(fs)
+		devices     = fs.Int("devices", 0, devicesUsage)
 	)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -115,7 +117,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				rc.Epochs = *epochs
 			case "max-steps":
 				rc.MaxSteps = *maxSteps
-			case "backend", "resume", "data-dir":
+			case "backend", "resume", "data-dir", "devices":
 			case "steps-per-call":
 				rc.Train.StepsPerCall = *perCall
 			case "checkpoint-every":
@@ -175,6 +177,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := rc.validate(); err != nil {
 		return err
 	}
+	rc.Devices = *devices
 	return trainRun(ctx, dir, rc, *bk, *resume != "", stdout, stderr)
 }
 
@@ -256,6 +259,9 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 	}
 	tr, err := train.New(b, cfg, model, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, nil)
 	if err != nil {
+		return err
+	}
+	if _, err := useDevices(tr, b, info, rc.Devices, cfg.BatchSize, stderr); err != nil {
 		return err
 	}
 	perEpoch := int64(ds.Len() / cfg.BatchSize)
