@@ -2,6 +2,7 @@ package train
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"slices"
@@ -299,5 +300,69 @@ func TestChooseDevices(t *testing.T) {
 		if got := ChooseDevices(c.asked, c.accel, c.batch); got != c.want {
 			t.Errorf("ChooseDevices(%d, %d, %d) = %d; want %d", c.asked, c.accel, c.batch, got, c.want)
 		}
+	}
+}
+
+// shardShim is the pure-Go backend with the sharding annotations of a one-device program accepted and
+// dropped: on one device they change nothing. It lets the host side of the sharded path (the batch
+// split, the argument layout, the state copies, GoMLX's checks of the specs against the graph) run here.
+type shardShim struct{ backends.Backend }
+
+func (s shardShim) Builder(name string) backends.Builder { return shimBuilder{s.Backend.Builder(name)} }
+
+type shimBuilder struct{ backends.Builder }
+
+func (shimBuilder) DistributedAutoSharding(meshes ...backends.Mesh) error {
+	if len(meshes) != 1 || len(meshes[0].AxesSizes) != 1 || meshes[0].AxesSizes[0] != 1 {
+		return errors.New("shardShim: only a mesh of one device")
+	}
+	return nil
+}
+
+func (b shimBuilder) Parameter(name string, shape shapes.Shape, _ *backends.ShardingSpec) (backends.Op, error) {
+	return b.Builder.Parameter(name, shape, nil)
+}
+
+func (b shimBuilder) Compile(outputs []backends.Op, shardings []*backends.ShardingSpec) (backends.Executable, error) {
+	if len(shardings) != 0 && len(shardings) != stateInputs+1 {
+		return nil, fmt.Errorf("shardShim: %d output shardings, want %d", len(shardings), stateInputs+1)
+	}
+	return b.Builder.Compile(outputs, nil)
+}
+
+// The sharded path on a mesh of one device, through the shim, gives the plain step bit for bit.
+func TestShardedPathMeshOfOne(t *testing.T) {
+	b := shardShim{shared.GoBackend(t)}
+	plain := linTrainer(t, b, 8)
+	st0, _ := plain.Init(7)
+	wantL, err := plain.Step(st0, testBatches(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := linTrainer(t, b, 8)
+	if err := tr.useMesh(1); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := tr.Init(7)
+	tr.cfg.StepsPerCall = 2 // two calls: the second starts from the first's outputs
+	l, err := tr.Step(st, testBatches(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.exec.DistributionStrategy().String() != "AutoSharding" {
+		t.Fatalf("strategy %s; want AutoSharding", tr.exec.DistributionStrategy())
+	}
+	if !slices.Equal(l, wantL) || !slices.Equal(flat(t, st.Params), flat(t, st0.Params)) ||
+		!slices.Equal(flat(t, st.EMA), flat(t, st0.EMA)) || !slices.Equal(flat(t, st.V), flat(t, st0.V)) || st.Step != st0.Step {
+		t.Fatalf("sharded path on one device: losses %v, want %v (and the same state)", l, wantL)
+	}
+	// Its checkpoint is the plain run's.
+	f, err := StateFile(st, linModel{}.Specs(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := StateFromFile(f, linModel{}.Specs())
+	if err != nil || !slices.Equal(flat(t, back.EMA), flat(t, st0.EMA)) {
+		t.Fatalf("checkpoint of the sharded run: %v", err)
 	}
 }
