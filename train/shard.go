@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/distributed"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -170,7 +171,14 @@ func (tr *Trainer) useMesh(n int) error {
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	tr.exec = exec.WithName(fmt.Sprintf("train_step_%ddev", n)).AutoSharding(mesh).
+	// The devices explicitly, even for a mesh of 1: GoMLX v0.26 sets a device assignment only for n > 1,
+	// and go-xla's WithShardy(1) followed by an empty assignment fails ("no device assignment ... not
+	// portable").
+	devs := make([]backends.DeviceNum, n)
+	for i := range devs {
+		devs[i] = backends.DeviceNum(i)
+	}
+	tr.exec = exec.WithName(fmt.Sprintf("train_step_%ddev", n)).AutoSharding(mesh).WithDeviceAssignment(devs).
 		WithInputShardingSpecs(in...).WithOutputShardingSpecs(out...)
 	tr.shard = sh
 	return nil
