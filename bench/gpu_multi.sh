@@ -45,9 +45,11 @@ json() {
 }
 
 if has check; then  # the sharded program equals the plain step (mesh of 1, 2, 4, 8: every power of 2 present)
+  [ -x .bin/train.test ] || echo "FAILED: no .bin/train.test (go test -c -o .bin/train.test ./train)" | tee -a "$OUT/stderr.txt"
   DDPM_SHARD_BACKEND=cuda ./.bin/train.test -test.run 'ShardedStepMatchesPlain|SetDevices' -test.v 2>&1 | tee "$OUT/check.txt" | grep -E "^(---|ok|FAIL|PASS)"
 fi
 
+if has loss && ! [ -d .data/mnist ]; then echo "FAILED: no .data/mnist for PART=loss" | tee -a "$OUT/stderr.txt"; fi
 if has loss && [ -d .data/mnist ]; then
   L="$OUT/loss"; mkdir -p "$L"
   common="--data mnist --data-dir .data/mnist --batch 256 --seed 0 --sample-every 0 --sample-steps 1 --log-every 1"
