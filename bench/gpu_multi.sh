@@ -11,6 +11,9 @@
 #   bash bench/gpu_multi.sh                       # everything
 #   PART=check,loss bash bench/gpu_multi.sh       # a subset: check, loss, speed, torch
 #   PRESETS=cifar10 BATCHES=64 COUNTS="1 2" MODES="eager compile" bash bench/gpu_multi.sh
+# Within the device tool's 10 minutes per command, run it in parts with the same DDPM_CACHE:
+# PART=check,loss; PART=speed PRESETS=mnist; PART=speed PRESETS=cifar10; PART=torch (each figure is
+# cut at FIGURE_TIMEOUT seconds, default 300; BUDGET=s skips figures once the script has run s seconds).
 #
 # Needs, built here (cgo on) and carried: .bin/ddpm (go build -o .bin/ddpm ./cmd/ddpm), .bin/train.test
 # (go test -c -o .bin/train.test ./train), MNIST's four idx .gz files in .data/mnist (for PART=loss), and
@@ -37,7 +40,7 @@ export DDPM_CACHE=${DDPM_CACHE:-$(mktemp -d)}
 json() {
   local label=$1; shift
   if [ "$SECONDS" -gt "${BUDGET:-1000000}" ]; then echo "SKIPPED (time budget): $label" | tee -a "$OUT/stderr.txt"; return; fi
-  local line; line=$(timeout "${FIGURE_TIMEOUT:-600}" "$@" 2>>"$OUT/stderr.txt" | tail -1)
+  local line; line=$(timeout "${FIGURE_TIMEOUT:-300}" "$@" 2>>"$OUT/stderr.txt" | tail -1)
   case "$line" in
     \{*) echo "${line%\}},\"label\":\"$label\"}" | tee -a "$J" ;;
     *) echo "FAILED: $label: $*" | tee -a "$OUT/stderr.txt" ;;
