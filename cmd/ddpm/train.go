@@ -59,6 +59,7 @@ const (
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", "--data mnist --out runs/mnist [flags]", stderr)
 	def := train.Default()
+	devices := fs.Int("devices", 0, devicesUsage) // data parallel (devices.go)
 	var (
 		dataName    = fs.String("data", "mnist", "dataset: "+strings.Join(data.Names(), ", "))
 		dataDir     = fs.String("data-dir", "", "directory holding the dataset's idx .gz files (default: cache, Go module, download)")
@@ -89,7 +90,6 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		precision   = fs.String("precision", "fp32", "compute precision: fp32, or bf16 (bfloat16 compute, float32 master weights and EMA)")
 		variance    = fs.String("ddpm-variance", "fixed_large", "the DDPM sampler's variance in the saved scheduler: fixed_large (beta_t) or fixed_small (beta-tilde)")
 		bk          = backendFlag(fs)
-		devices     = fs.Int("devices", 0, devicesUsage)
 	)
 	if err := parse(fs, args); err != nil {
 		return err
