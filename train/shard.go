@@ -12,9 +12,9 @@ package train
 // the partitioner splits the batch's work over the devices and inserts the all-reduce of the gradient
 // and of the loss itself. So the step, the EMA and the loss are those of one device, up to the order of
 // the float additions in the reductions. The random draws (t, eps, the label dropout) come from one
-// RngBitGenerator on the replicated RNG state; XLA's partitioner keeps RngBitGenerator's values
-// independent of the sharding (it does not split the generator unless told to with a TPU-only flag), so
-// a run on n devices draws the noise of a run on one. bench/gpu_multi.sh checks both on real GPUs.
+// RngBitGenerator on the replicated RNG state; we expect XLA's partitioner to keep its values
+// independent of the sharding (not to split the generator), so that a run on n devices draws the noise
+// of a run on one. Not verified without GPUs: bench/gpu_multi.sh checks both on real ones.
 //
 // State: device 0's copies are the State's own fields, so checkpoints (StateFile), weights and EMA read
 // there are merged and device-independent: a run trained on 4 GPUs resumes on 1 and the other way round.
