@@ -158,6 +158,8 @@ type State struct {
 	EMA    *tensors.Tensor
 	M, V   *tensors.Tensor // AdamW first and second moments
 	RNG    *tensors.Tensor // GoMLX RNG state
+
+	copies *deviceCopies // the state on devices 1..n-1 of a Trainer on several devices (shard.go)
 }
 
 // Trainer runs training steps of one model on one backend.
@@ -171,6 +173,7 @@ type Trainer struct {
 	labels *tensors.Tensor // [N] int32, nil if unconditional
 	exec   *graph.Exec
 	T      int
+	shard  *sharding // nil: one device; see SetDevices (shard.go)
 }
 
 // New prepares training of model on images [N, ...] (model space, float32, flat C order with shape
@@ -303,6 +306,9 @@ func (tr *Trainer) launch(st *State, batches [][]int) (*tensors.Tensor, error) {
 			}
 			idx = append(idx, int32(i))
 		}
+	}
+	if tr.shard != nil {
+		return tr.launchSharded(st, idx, len(batches))
 	}
 	args := []any{tr.donate(st.Params), tr.donate(st.M), tr.donate(st.V), tr.donate(st.EMA), tr.donate(st.RNG),
 		int32(st.Step), tensors.FromFlatDataAndDimensions(idx, len(batches), bsz), tr.data, tr.table}
