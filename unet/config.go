@@ -211,6 +211,9 @@ func (c Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("unet: config: %s: %s", field, fmt.Sprintf(format, args...))
 	}
+	if err := c.checkLimits(); err != nil {
+		return err
+	}
 	if c.InChannels <= 0 || c.OutChannels <= 0 {
 		return bad("in_channels/out_channels", "must be positive, got %d/%d", c.InChannels, c.OutChannels)
 	}

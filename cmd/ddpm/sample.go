@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -47,8 +48,10 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var (
 		runDir     = fs.String("run", "", "a run directory of ddpm train (its EMA weights)")
 		modelFlag  = fs.String("model", "", "a diffusers pipeline directory or a hub name such as google/ddpm-cifar10-32 (default: the bundled MNIST model)")
-		samplerArg = fs.String("sampler", "", "ddpm (ancestral) or ddim (default: the pipeline's scheduler; ddim for the bundled model)")
-		schedArg   = fs.String("scheduler", "", "same as --sampler, in diffusers' words")
+		samplerArg = fs.String("sampler", "", "dpmsolver++, sde-dpmsolver++, euler, euler_ancestral, heun, ddim or ddpm (default: the pipeline's scheduler; see pipeline.DefaultSampler for the bundled model)")
+		schedArg   = fs.String("scheduler", "", "same as --sampler, in diffusers' words (a class name such as DPMSolverMultistepScheduler also works)")
+		karras     = fs.Bool("karras", false, "Karras sigmas (use_karras_sigmas) for dpmsolver++, euler and heun")
+		schedSet   = stringsFlag(fs, "scheduler-config", "a scheduler setting key=value over the pipeline's scheduler_config.json, e.g. solver_order=3 (repeatable)")
 		steps      = fs.Int("steps", 0, "sampling steps (default: all T for ddpm, 50 for ddim, 10 for the bundled model on the pure-Go backend)")
 		eta        = fs.Float64("eta", 0, "DDIM eta: 0 deterministic, 1 DDPM-like")
 		variance   = fs.String("variance", "", "DDPM variance: fixed_large (beta_t) or fixed_small (beta-tilde) (default: the scheduler config's)")
@@ -56,7 +59,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		cols       = fs.Int("cols", 0, "grid columns (default: square)")
 		seed       = fs.Int64("seed", 0, "seed of x_T and the step noise (same seed, same samples on the same backend)")
 		out        = fs.String("out", "samples.png", "output: .png (a grid, clamped to [-1, 1]) or .safetensors (key \"sample\", [N,C,H,W] float32, model space, unclamped)")
-		initArg    = fs.String("init", "", "x_T from FILE.safetensors#KEY ([N,C,H,W] float32) instead of the seed")
+		initArg    = fs.String("init", "", "x_T from FILE.safetensors#KEY ([N,C,H,W] float32, unit normal: the scheduler multiplies it by its init_noise_sigma) instead of the seed")
 		noiseArg   = fs.String("noise", "", "the step noise from FILE.safetensors#KEY ([steps,N,C,H,W], in step order) instead of the seed")
 		trajectory = fs.String("trajectory", "", "also write ~10 frames of the reverse process (x_t and the model's x0 estimate) to this .png or .gif")
 		online     = fs.Bool("online", false, "with --run: use the online weights of the last checkpoint instead of the EMA weights")
@@ -116,57 +119,9 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *exact {
 		nn.SetPrecision(nn.Highest)
 	}
-	kind := strings.ToLower(*samplerArg)
-	if kind == "" {
-		kind = "ddpm"
-		if p.DefaultScheduler() == pipeline.DDIMScheduler || bundled {
-			kind = "ddim"
-		}
-	}
-	sched, err := schedule.New(p.Schedule)
+	plan, desc, err := chooseSampler(p, *samplerArg, *steps, *eta, *variance, *karras, *schedSet, bundled, info.Kind == backend.Go)
 	if err != nil {
 		return err
-	}
-	nSteps := *steps
-	if nSteps == 0 {
-		switch {
-		case kind == "ddpm":
-			nSteps = sched.T()
-		case bundled && info.Kind == backend.Go:
-			nSteps = 10 // 64 images in ~2.5 minutes on 2 cores
-		default:
-			nSteps = 50
-		}
-	}
-	var plan sampler.Plan
-	var desc string
-	switch kind {
-	case "ddpm":
-		if err := p.Check(pipeline.DDPMScheduler); err != nil {
-			return err
-		}
-		c := p.DDPM
-		if *variance != "" {
-			if err := c.Variance.UnmarshalText([]byte(*variance)); err != nil {
-				return usagef("sample: --variance: %v", err)
-			}
-		}
-		if plan, err = c.Plan(sched, nSteps); err != nil {
-			return err
-		}
-		desc = fmt.Sprintf("DDPM, %d steps, variance %s", nSteps, c.Variance)
-	case "ddim":
-		if err := p.Check(pipeline.DDIMScheduler); err != nil {
-			return err
-		}
-		c := p.DDIM
-		c.Eta = *eta
-		if plan, err = c.Plan(sched, nSteps); err != nil {
-			return err
-		}
-		desc = fmt.Sprintf("DDIM, %d steps, eta %g", nSteps, c.Eta)
-	default:
-		return usagef("sample: --sampler %q: want ddpm or ddim", kind)
 	}
 
 	uc := p.UNet.Config
@@ -241,6 +196,57 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "wrote %s (%d samples, %s, %.1fs on %s)\n", *out, opts.N, desc, el.Seconds(), info.Kind)
 	return nil
 }
+
+// chooseSampler builds the sampling plan the flags ask for (pipeline.Choice: the scheduler class built from
+// the pipeline's scheduler_config.json as diffusers' from_config does), or the default one.
+func chooseSampler(p *pipeline.Pipeline, class string, steps int, eta float64, variance string, karras bool, settings []string, bundled, cpu bool) (sampler.Plan, string, error) {
+	cfg, err := p.SchedulerJSON()
+	if err != nil {
+		return nil, "", err
+	}
+	c := pipeline.Choice{Class: class, Steps: steps, Eta: eta, Karras: karras, Overrides: settings}
+	if class == "" {
+		switch {
+		case bundled:
+			def := pipeline.DefaultSampler(cpu)
+			c.Class = def.Class
+			if steps == 0 {
+				c = def
+				c.Eta, c.Karras, c.Overrides = eta, karras, settings
+			}
+		case p.DefaultScheduler() == pipeline.DDIMScheduler:
+			c.Class = "ddim"
+		default:
+			c.Class = p.DefaultScheduler().String()
+		}
+	}
+	if variance != "" {
+		c.Overrides = append(c.Overrides, "variance_type="+variance)
+	}
+	if c.Steps == 0 {
+		c.Steps = 50 // diffusers pipelines' default; all T for DDPM
+		if cls := strings.ToLower(c.Class); cls == "ddpm" || cls == "ddpmscheduler" {
+			c.Steps = p.Schedule.T
+		}
+	}
+	r, err := c.Plan(cfg)
+	if err != nil {
+		return nil, "", usagef("sample: %v", err)
+	}
+	return r.Plan, r.Desc, nil
+}
+
+// stringsFlag is a repeatable string flag.
+func stringsFlag(fs *flag.FlagSet, name, usage string) *[]string {
+	var v stringList
+	fs.Var(&v, name, usage)
+	return (*[]string)(&v)
+}
+
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, " ") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // stepsPerCall is the default number of steps per compiled call, of sampling and of training, on
 // every backend. Measured on an H200: DDPM-1000 of 64 MNIST images took 4.9 s with one step per call,

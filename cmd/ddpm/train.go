@@ -47,6 +47,7 @@ type runConfig struct {
 	KeepCkpts    int              `json:"keep_checkpoints"`
 	LogEvery     int              `json:"log_every_steps"`
 	DDPMVariance sampler.Variance `json:"ddpm_variance"`
+	Devices      int              `json:"-"` // --devices: of this process, not of the run
 }
 
 const (
@@ -58,6 +59,7 @@ const (
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", "--data mnist --out runs/mnist [flags]", stderr)
 	def := train.Default()
+	devices := fs.Int("devices", 0, devicesUsage) // data parallel (devices.go)
 	var (
 		dataName    = fs.String("data", "mnist", "dataset: "+strings.Join(data.Names(), ", "))
 		dataDir     = fs.String("data-dir", "", "directory holding the dataset's idx .gz files (default: cache, Go module, download)")
@@ -116,7 +118,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				rc.Epochs = *epochs
 			case "max-steps":
 				rc.MaxSteps = *maxSteps
-			case "backend", "resume", "data-dir":
+			case "backend", "resume", "data-dir", "devices":
 			case "steps-per-call":
 				rc.Train.StepsPerCall = *perCall
 			case "checkpoint-every":
@@ -179,6 +181,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := rc.validate(); err != nil {
 		return err
 	}
+	rc.Devices = *devices
 	return trainRun(ctx, dir, rc, *bk, *resume != "", stdout, stderr)
 }
 
@@ -264,6 +267,9 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 	}
 	tr, err := train.New(b, cfg, model, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, labels)
 	if err != nil {
+		return err
+	}
+	if _, err := useDevices(tr, b, info, rc.Devices, cfg.BatchSize, stderr); err != nil {
 		return err
 	}
 	perEpoch := int64(ds.Len() / cfg.BatchSize)
