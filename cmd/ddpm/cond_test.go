@@ -100,7 +100,8 @@ func TestTrainConditionalAndSample(t *testing.T) {
 		}
 	}
 	for _, bad := range [][]string{{"--class", "11"}, {"--class", "1,2", "--n", "3"}} {
-		if _, _, err := ddpm(t, append(append([]string{}, common...), bad...)...); !isUsage(err) {
+		args := append(append(append([]string{}, common...), bad...), "--out", filepath.Join(t.TempDir(), "bad.png"))
+		if _, _, err := ddpm(t, args...); !isUsage(err) {
 			t.Errorf("sample %v: err = %v; want a usage error", bad, err)
 		}
 	}
@@ -135,7 +136,11 @@ func TestCondFlagErrors(t *testing.T) {
 		{"p-uncond out of range", []string{"train", "--data", "mnist", "--out", filepath.Join(t.TempDir(), "r"), "--classes", "--p-uncond", "1"}, true, "class_dropout"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, _, err := ddpm(t, c.args...)
+			args := c.args
+			if args[0] == "sample" {
+				args = append(args, "--out", filepath.Join(t.TempDir(), "x.png")) // never in the package folder
+			}
+			_, _, err := ddpm(t, args...)
 			if err == nil || !strings.Contains(err.Error(), c.want) || isUsage(err) != c.usage {
 				t.Errorf("err = %v (usage %v); want one containing %q (usage %v)", err, isUsage(err), c.want, c.usage)
 			}
