@@ -47,7 +47,7 @@ LOG="$OUT/samplers-$DS.log"
   echo "== study: ${SRC[*]}, $DS, ref $REF, classifier $CLF, N $N, batch $BATCH"
   s=$(date +%s.%N)
   $B samplers "${SRC[@]}" --dataset "$DS" --ref "$REF" --data-dir "$DATA" --features classifier --classifier "$CLF" \
-    --n "$N" --batch "$BATCH" --seed 0 --out "$OUT/samplers-$DS.jsonl" >/dev/null
+    --n "$N" --batch "$BATCH" --evals "${EVALS:-5,10,20,50,100}" --seed 0 --out "$OUT/samplers-$DS.jsonl" >/dev/null
   echo "study wall $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N)-$s}")s"
   echo "== floor: $FLOOR against $REF"
   $B fid --images "$FLOOR" --ref "$REF" --data-dir "$DATA" --features classifier --classifier "$CLF" --json 2>&1 \
