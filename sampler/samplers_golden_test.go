@@ -10,27 +10,11 @@ import (
 
 	"github.com/ddpm/ddpm/checkpoint"
 	"github.com/ddpm/ddpm/internal/shared"
-	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
 	"github.com/ddpm/ddpm/sampler"
 	"github.com/ddpm/ddpm/schedule"
-	"github.com/ddpm/ddpm/unet"
-	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
-
-// unetModel is the bundled UNet as a sampler.Model.
-type unetModel struct {
-	m *unet.Model
-	w []*tensors.Tensor
-}
-
-func (u unetModel) Weights() []*tensors.Tensor { return u.w }
-
-func (u unetModel) Denoiser(nodes []*graph.Node) sampler.Denoiser {
-	w := nn.NewWeights(u.m.Specs(), nodes).Scope()
-	return func(xt, t, y *graph.Node) *graph.Node { return u.m.Forward(w, xt, t, y) }
-}
 
 // samplerRun is one entry of samplers-mnist/samplers.json.
 type samplerRun struct {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/checkpoint"
-	"github.com/ddpm/ddpm/models"
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
 	"github.com/ddpm/ddpm/sampler"
@@ -68,6 +67,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		perCall    = fs.Int("steps-per-call", 0, "sampling steps per compiled call (default 1: more steps per call compile longer than they save)")
 		exact      = fs.Bool("exact", false, "float32-exact products and convolutions on GPUs (3 TF32 passes, 3x slower; default: TF32 tensor cores)")
 		bk         = backendFlag(fs)
+		cond       = addCondSampleFlags(fs)
 	)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -99,7 +99,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if bundled {
 		var err error
-		if src, err = models.Dir("mnist"); err != nil {
+		if src, err = cond.bundled(); err != nil {
 			return err
 		}
 	}
@@ -148,6 +148,16 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
+	guided, classCols, condDesc, err := cond.apply(fs, p.UNet.Config, &opts, model, *cols)
+	if err != nil {
+		return err
+	}
+	if classCols > 0 {
+		*cols = classCols
+	}
+	if condDesc != "" {
+		desc += ", " + condDesc
+	}
 	var frames []viz.Frame
 	if *trajectory != "" {
 		opts.Record = recordSteps(len(plan), 10)
@@ -157,7 +167,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stderr, "sampling %d images of %dx%dx%d from %s: %s\n", opts.N, opts.Shape[0], opts.Shape[1], opts.Shape[2], describeSource(src, bundled), desc)
 	start := time.Now()
-	runner, err := sampler.NewRunner(b, model)
+	runner, err := sampler.NewRunner(b, guided)
 	if err != nil {
 		return err
 	}
@@ -341,7 +351,8 @@ func writeTrajectory(path string, frames []viz.Frame, n int, shape []int) error 
 	return viz.WritePNG(path, img)
 }
 
-// sampleGrid writes an 8x8 grid of EMA samples with DDIM (fixed seed, so grids compare across epochs).
+// sampleGrid writes an 8x8 grid of EMA samples with DDIM (fixed seed, so grids compare across epochs);
+// for a class-conditional model one row of 8 per class, of the plain conditional model (guidance 1).
 func sampleGrid(b backends.Backend, kind backend.Kind, model *unet.Model, ema *tensors.Tensor, sched *schedule.Schedule, rc runConfig, path string) error {
 	c := sampler.DefaultDDIM()
 	c.Prediction = rc.Train.Prediction
@@ -351,11 +362,15 @@ func sampleGrid(b backends.Backend, kind backend.Kind, model *unet.Model, ema *t
 	}
 	uc := model.Config
 	shape := []int{uc.InChannels, uc.SampleSize[0], uc.SampleSize[1]}
-	x, err := sampler.Run(b, unetModel{model, ema}, plan, sampler.Options{N: 64, Shape: shape, Seed: 1, StepsPerCall: stepsPerCall})
+	n, labels, err := gridClasses(uc)
 	if err != nil {
 		return err
 	}
-	return writeSamples(path, tensors.MustCopyFlatData[float32](x), 64, shape, 8, 2)
+	x, err := sampler.Run(b, unetModel{model, ema}, plan, sampler.Options{N: n, Shape: shape, Seed: 1, StepsPerCall: stepsPerCall, Labels: labels})
+	if err != nil {
+		return err
+	}
+	return writeSamples(path, tensors.MustCopyFlatData[float32](x), n, shape, 8, 2)
 }
 
 // writePipeline writes the run directory's diffusers files (model_index.json, unet/, scheduler/) with

@@ -88,6 +88,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		precision   = fs.String("precision", "fp32", "compute precision: fp32, or bf16 (bfloat16 compute, float32 master weights and EMA)")
 		variance    = fs.String("ddpm-variance", "fixed_large", "the DDPM sampler's variance in the saved scheduler: fixed_large (beta_t) or fixed_small (beta-tilde)")
 		bk          = backendFlag(fs)
+		cond        = addCondTrainFlags(fs)
 	)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -166,6 +167,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			CkptMinutes: *ckptMinutes, KeepCkpts: *keep, LogEvery: *logEvery, DDPMVariance: v}
 		uc, err := chooseUNet(*preset, *unetCfg)
 		if err != nil {
+			return err
+		}
+		if err := cond.apply(fs, *dataName, &rc.Train, &uc); err != nil {
 			return err
 		}
 		if rc.UNet, err = json.Marshal(uc); err != nil {
@@ -254,7 +258,11 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 	if cfg.StepsPerCall == 0 {
 		cfg.StepsPerCall = stepsPerCall
 	}
-	tr, err := train.New(b, cfg, model, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, nil)
+	labels, err := trainLabels(cfg, uc, ds)
+	if err != nil {
+		return err
+	}
+	tr, err := train.New(b, cfg, model, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, labels)
 	if err != nil {
 		return err
 	}
