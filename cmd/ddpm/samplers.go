@@ -245,6 +245,9 @@ func samplersReport(files []string, md, imgDir, title string, stdout io.Writer) 
 				f.Close()
 				return fmt.Errorf("samplers --report: %s: %w", path, err)
 			}
+			if c.Sampler == "" && c.Evals == 0 { // a ddpm fid --json line of real images: the floor
+				c.Sampler = floorCell
+			}
 			cells = append(cells, c)
 		}
 		f.Close()
@@ -270,6 +273,9 @@ func samplersReport(files []string, md, imgDir, title string, stdout io.Writer) 
 	return nil
 }
 
+// floorCell marks the FID of real images against the reference (a ddpm fid --images --json line).
+const floorCell = "floor"
+
 // samplersMarkdown renders the cells as one section per data set: a table of FID (and sampling seconds)
 // per sampler and number of evaluations, the DDPM line, the best sampler within a budget, and a plot.
 func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (string, error) {
@@ -293,10 +299,14 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 		}
 		var samplers []string
 		var evals []int
-		var ddpm *samplersCell
+		var ddpm, floor *samplersCell
 		for i, c := range dc {
 			if c.Sampler == "ddpm" {
 				ddpm = &dc[i]
+				continue
+			}
+			if c.Sampler == floorCell {
+				floor = &dc[i]
 				continue
 			}
 			if !slices.Contains(samplers, c.Sampler) {
@@ -309,6 +319,12 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 		}
 		slices.Sort(evals)
 		first := dc[0]
+		for _, c := range dc {
+			if c.Sampler != floorCell {
+				first = c
+				break
+			}
+		}
 		fmt.Fprintf(&b, "## %s\n\n", ds)
 		fmt.Fprintf(&b, "Model: %s. N = %d samples per cell against %s (%d images), features: %s; %s, %s.\n\n",
 			first.Source, first.N, first.Ref, first.RefN, first.Extractor, first.Backend, first.Device)
@@ -355,7 +371,7 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 			var best *samplersCell
 			for i := range dc {
 				c := &dc[i]
-				if c.Sampler != "ddpm" && c.Evals <= 20 && (best == nil || c.FID < best.FID) {
+				if c.Sampler != "ddpm" && c.Sampler != floorCell && c.Evals <= 20 && (best == nil || c.FID < best.FID) {
 					best = c
 				}
 			}
@@ -366,7 +382,7 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 			var fewest *samplersCell
 			for i := range dc {
 				c := &dc[i]
-				if c.Sampler != "ddpm" && c.FID <= 1.3*ddpm.FID && (fewest == nil || c.Evals < fewest.Evals || (c.Evals == fewest.Evals && c.FID < fewest.FID)) {
+				if c.Sampler != "ddpm" && c.Sampler != floorCell && c.FID <= 1.3*ddpm.FID && (fewest == nil || c.Evals < fewest.Evals || (c.Evals == fewest.Evals && c.FID < fewest.FID)) {
 					fewest = c
 				}
 			}
@@ -374,6 +390,10 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 				fmt.Fprintf(&b, "Fewest evaluations within 1.3x of DDPM-%d: %s at %d (FID %.2f).\n",
 					ddpm.Evals, samplerLabel(fewest.Sampler), fewest.Evals, fewest.FID)
 			}
+		}
+		if floor != nil {
+			fmt.Fprintf(&b, "The floor: %d real images (%s), unseen by the model and the classifier, score %.2f against the same reference.\n",
+				floor.N, floor.Source, floor.FID)
 		}
 		if imgDir != "" && len(series) > 0 {
 			img, err := viz.LossPlot(series, viz.LossPlotOptions{Title: ds + ": classifier FID against model evaluations",
