@@ -36,7 +36,7 @@ MODEL=${1:?usage: bench/gpu_samplers.sh MODEL_DIR DATASET [CLASSIFIER_DIR]}
 DS=${2:?usage: bench/gpu_samplers.sh MODEL_DIR DATASET [CLASSIFIER_DIR]}
 CLF=${3:-}
 DATA=${DATA:-.data/$DS}
-N=${N:-10000}
+N=${N:-10000}   # SAMPLERS, EVALS, DDPM_STEPS override ddpm samplers' defaults (for a dry run)
 BATCH=${BATCH:-5000}
 STATS=bench/samplers/$DS-holdout-classifier-$DS-b10fbebf4000.safetensors
 if [ "$DS" = mnist ]; then REF=${REF:-mnist:test}; FLOOR=${FLOOR:-mnist:holdout}
@@ -58,7 +58,8 @@ LOG="$OUT/samplers-$DS.log"
   echo "== study: ${SRC[*]}, $DS, ref $REF, classifier $CLF, N $N, batch $BATCH"
   s=$(date +%s.%N)
   $B samplers "${SRC[@]}" --dataset "$DS" --ref "$REF" --data-dir "$DATA" --features classifier --classifier "$CLF" \
-    --n "$N" --batch "$BATCH" --seed 0 --out "$OUT/samplers-$DS.jsonl" >/dev/null
+    --n "$N" --batch "$BATCH" --seed 0 --out "$OUT/samplers-$DS.jsonl" \
+    ${SAMPLERS:+--samplers "$SAMPLERS"} ${EVALS:+--evals "$EVALS"} ${DDPM_STEPS:+--ddpm-steps "$DDPM_STEPS"} >/dev/null
   echo "study wall $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N)-$s}")s"
   if [ "$FLOOR" != none ]; then
     echo "== floor: $FLOOR against $REF"
@@ -66,4 +67,6 @@ LOG="$OUT/samplers-$DS.log"
       | grep -v "^ *[0-9]*% " | tee /dev/stderr | grep '^{' > "$OUT/floor-$DS.json"
   fi
 } 2>&1 | tee "$LOG"
-$B samplers --report "$OUT/samplers-$DS.jsonl" --md "$OUT/samplers-$DS.md" --images "$OUT" >/dev/null && cat "$OUT/samplers-$DS.md"
+F="$OUT/samplers-$DS.jsonl"; [ -s "$OUT/floor-$DS.json" ] && F="$F,$OUT/floor-$DS.json"
+[ "$DS" = fashion-mnist ] && [ ! -s "$OUT/floor-$DS.json" ] && F="$F,bench/samplers/floor-fashion-mnist.json"
+$B samplers --report "$F" --md "$OUT/samplers-$DS.md" --images "$OUT" >/dev/null && cat "$OUT/samplers-$DS.md"

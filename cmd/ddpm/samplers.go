@@ -27,7 +27,8 @@ type samplersCell struct {
 	Sampler     string  `json:"sampler"` // as --samplers names it: ddim, dpmsolver++:karras, ddpm
 	Desc        string  `json:"desc"`
 	Steps       int     `json:"steps"`
-	Evals       int     `json:"evals"` // model evaluations per sample
+	Evals       int     `json:"evals"`            // model evaluations per sample
+	Budget      int     `json:"budget,omitempty"` // the evaluations asked for (--evals); Heun's odd count sits below
 	N           int     `json:"n"`
 	FID         float64 `json:"fid"`
 	Ref         string  `json:"ref"`
@@ -97,8 +98,9 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	type cell struct {
-		name string
-		run  pipeline.Run
+		name   string
+		run    pipeline.Run
+		budget int
 	}
 	var cells []cell
 	for _, name := range strings.Split(*list, ",") {
@@ -116,7 +118,7 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			if err != nil {
 				return usagef("samplers: %s: %v", name, err)
 			}
-			cells = append(cells, cell{name, r})
+			cells = append(cells, cell{name, r, e})
 		}
 	}
 	if *ddpmSteps > 0 {
@@ -124,7 +126,7 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err != nil {
 			return err
 		}
-		cells = append(cells, cell{"ddpm", r})
+		cells = append(cells, cell{"ddpm", r, *ddpmSteps})
 	}
 
 	ref, err := parseRef(*refArg)
@@ -170,7 +172,7 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	start := time.Now()
 	for i, c := range cells {
 		res := samplersCell{Dataset: name, Source: describeSource(gen.src, *runDir == "" && *modelFlag == ""), Sampler: c.name, Desc: c.run.Desc, Steps: len(c.run.Timesteps),
-			Evals: len(c.run.Plan), N: *n, Ref: ref.String(), RefN: refStats.N, Extractor: ext.Extractor().Name, Batch: bs,
+			Evals: len(c.run.Plan), Budget: c.budget, N: *n, Ref: ref.String(), RefN: refStats.N, Extractor: ext.Extractor().Name, Batch: bs,
 			Backend: info.Kind.String(), Device: info.Device}
 		if c.name == "ddpm" || c.run.Class == pipeline.HeunDiscreteScheduler {
 			res.Steps = len(c.run.Plan)
@@ -392,8 +394,7 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 			}
 		}
 		if floor != nil {
-			fmt.Fprintf(&b, "The floor: %d real images (%s), unseen by the model and the classifier, score %.2f against the same reference.\n",
-				floor.N, floor.Source, floor.FID)
+			fmt.Fprintf(&b, "The floor: %d images of %s score %.2f against the same reference.\n", floor.N, floor.Source, floor.FID)
 		}
 		if imgDir != "" && len(series) > 0 {
 			img, err := viz.LossPlot(series, viz.LossPlotOptions{Title: ds + ": classifier FID against model evaluations",
@@ -421,10 +422,11 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 	return b.String(), nil
 }
 
-// evalColumn is the table column of a cell: its evaluations, Heun's 2n - 1 put in the column of 2n.
+// evalColumn is the table column of a cell: the evaluations asked for (Heun's 2n - 1 sits in the column
+// it was asked for), else its evaluations.
 func evalColumn(c samplersCell) int {
-	if strings.EqualFold(c.Sampler, "heun") && c.Evals%2 == 1 && c.Evals > 1 {
-		return c.Evals + 1
+	if c.Budget > 0 {
+		return c.Budget
 	}
 	return c.Evals
 }

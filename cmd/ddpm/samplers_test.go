@@ -59,7 +59,7 @@ func TestSamplersStudy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"| DPM-Solver++ 2M Karras |", "| Heun |", "| 1 evals | 3 evals |", "DDPM, 2 steps", "images/samplers-mnist.png", "The floor: 8 real images (mnist:test[8:16])"} {
+	for _, s := range []string{"| DPM-Solver++ 2M Karras |", "| Heun |", "| 1 evals | 3 evals |", "DDPM, 2 steps", "images/samplers-mnist.png", "The floor: 8 images of mnist:test[8:16] score 1.50"} {
 		if !strings.Contains(string(doc), s) {
 			t.Errorf("report lacks %q:\n%s", s, doc)
 		}
