@@ -1,6 +1,10 @@
 """PyTorch's side of bench/cpu_bench.sh: the bundled MNIST UNet (bench/unet_torch.py, the same network and
-weights as `ddpm`) on the CPU, forward ms per image at a batch size, or a training step (MSE on eps,
-AdamW) at a batch size, on a given number of threads. Prints one line: the median ms per image.
+weights as `ddpm`) on the CPU, on a given number of threads. Prints one number:
+
+    --what forward: the median ms per image of a forward pass at --batch
+    --what train:   the median ms per image of a training step (MSE on eps, AdamW) at --batch
+    --what sample:  the seconds of the default `ddpm sample` done in PyTorch: load the model, DDIM 10 steps
+                    (eta 0) of --batch images, end to end
 
     /usr/bin/python3 bench/cpu_torch.py --what forward --batch 64 --threads 1 --reps 5
 """
@@ -23,12 +27,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--what", choices=["forward", "train"], default="forward")
+    p.add_argument("--what", choices=["forward", "train", "sample"], default="forward")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reps", type=int, default=5)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    start = time.perf_counter()
     cfg = unet_torch.load_config(os.path.join(ROOT, "models/mnist/unet/config.json"))
     m = unet_torch.from_config(cfg, seed=0)
     sd = unet_torch.read_safetensors(os.path.join(ROOT, "models/mnist/unet/diffusion_pytorch_model.safetensors"))
@@ -37,6 +42,23 @@ def main():
     x = torch.randn(a.batch, 1, 28, 28, generator=g)
     t = torch.randint(0, 1000, (a.batch,), generator=g)
     times = []
+    if a.what == "sample":
+        # DDIM (Song et al. 2021, Eq. 12) with eta 0 on the linear schedule, 10 of T = 1000 steps
+        # (leading spacing: 900, 800, ..., 0), what `ddpm sample` runs for the bundled model.
+        betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+        abar = torch.cumprod(1 - betas, 0)
+        ts = list(range(900, -1, -100))
+        m.eval()
+        with torch.no_grad():
+            xt = torch.randn(a.batch, 1, 28, 28, generator=g)
+            for i, ti in enumerate(ts):
+                eps = m(xt, torch.full((a.batch,), ti, dtype=torch.long))
+                ab = abar[ti].item()
+                abp = abar[ts[i + 1]].item() if i + 1 < len(ts) else 1.0
+                x0 = ((xt - (1 - ab) ** 0.5 * eps) / ab**0.5).clamp(-1, 1)
+                xt = abp**0.5 * x0 + (1 - abp) ** 0.5 * eps
+        print(f"{time.perf_counter() - start:.2f}")
+        return
     if a.what == "forward":
         m.eval()
         with torch.no_grad():

@@ -3,6 +3,8 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -11,10 +13,19 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
+// benchThreads sets the engine's threads from $DDPM_THREADS (default: all cores).
+func benchThreads(b *testing.B) {
+	n, _ := strconv.Atoi(os.Getenv("DDPM_THREADS"))
+	if err := SetThreads(n); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkForward times the bundled MNIST UNet's forward pass at batch 1, 16 and 64 (ms per image),
-// on all cores: go test ./cpu -bench Forward -run X.
+// on $DDPM_THREADS threads (default all cores): go test ./cpu -bench Forward -run X.
 func BenchmarkForward(b *testing.B) {
 	requireEngine(b)
+	benchThreads(b)
 	cfg, err := unet.LoadConfig("../models/mnist/unet/config.json")
 	if err != nil {
 		b.Fatal(err)
@@ -46,7 +57,7 @@ func BenchmarkForward(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(time.Since(start).Milliseconds())/float64(b.N*n), "ms/image")
+			b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N*n), "ms/image")
 		})
 	}
 }
