@@ -365,6 +365,12 @@ void ddpm_scale_backward(float *dx, const float *dy, long n, float s) {
   ddpm_parallel_for(nblocks(n), scale_backward_range, &g);
 }
 
+DDPM_KERNEL void ddpm_colsum(float *out, const float *x, long M, int C) {
+  for (int c = 0; c < C; c++) out[c] = 0;
+  for (long m = 0; m < M; m++)
+    for (int c = 0; c < C; c++) out[c] += x[m * C + c];
+}
+
 void ddpm_timestep_embedding(float *emb, const float *t, const float *freqs, int N, int dim, int flip) {
   const int half = dim / 2;
   for (int n = 0; n < N; n++) {

@@ -148,6 +148,13 @@ func ScaleBackward(dx, dy []float32, s float32) {
 	C.ddpm_scale_backward(ptr(dx), ptr(dy), C.long(len(dy)), C.float(s))
 }
 
+// ColSum writes out[c] = sum over rows of x [M, C].
+func ColSum(out, x []float32, m, c int) {
+	need("x", x, m*c)
+	need("out", out, c)
+	C.ddpm_colsum(ptr(out), ptr(x), C.long(m), C.int(c))
+}
+
 // TimestepEmbedding writes emb [N, dim], the sinusoidal embedding of t [N] with freqs [dim/2]
 // (nn.TimestepFrequencies): [sin(t f), cos(t f)], or [cos, sin] when flip.
 func TimestepEmbedding(emb, t, freqs []float32, dim int, flip bool) {

@@ -43,6 +43,9 @@ void ddpm_concat_backward(float *da, float *db, const float *dy, long P, int Ca,
 void ddpm_add_forward(float *y, const float *a, const float *b, long n, float s);
 void ddpm_scale_backward(float *dx, const float *dy, long n, float s);
 
+// Column sums: out[c] = sum over m of x [M,C] (the bias gradient of a linear or a convolution).
+void ddpm_colsum(float *out, const float *x, long M, int C);
+
 // Sinusoidal timestep embedding: emb [N,dim] = [sin(t f), cos(t f)] ([cos, sin] when flip),
 // t [N], freqs [dim/2] (nn.TimestepFrequencies), a zero last column when dim is odd.
 void ddpm_timestep_embedding(float *emb, const float *t, const float *freqs, int N, int dim, int flip);
