@@ -11,6 +11,7 @@ import (
 
 	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/checkpoint"
+	"github.com/ddpm/ddpm/cpu"
 	"github.com/ddpm/ddpm/models"
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
@@ -65,6 +66,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		perCall    = fs.Int("steps-per-call", 0, "sampling steps per compiled call (default 1: more steps per call compile longer than they save)")
 		exact      = fs.Bool("exact", false, "float32-exact products and convolutions on GPUs (3 TF32 passes, 3x slower; default: TF32 tensor cores)")
 		bk         = backendFlag(fs)
+		threads    = fs.Int("threads", 0, "threads of the CPU engine (default: all cores)")
 	)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -109,9 +111,15 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 
-	b, info, err := openBackend(*bk, stderr)
+	eng, info, bkName, err := openEngine(*bk, p.UNet.Config, model.flat, *threads, stderr)
 	if err != nil {
 		return err
+	}
+	var b backends.Backend
+	if eng == nil {
+		if b, info, err = openBackend(bkName, stderr); err != nil {
+			return err
+		}
 	}
 	if *exact {
 		nn.SetPrecision(nn.Highest)
@@ -132,7 +140,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		switch {
 		case kind == "ddpm":
 			nSteps = sched.T()
-		case bundled && info.Kind == backend.Go:
+		case bundled && (info.Kind == backend.Go || info.Kind == backend.OneDNN):
 			nSteps = 10 // 64 images in ~2.5 minutes on 2 cores
 		default:
 			nSteps = 50
@@ -202,21 +210,28 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stderr, "sampling %d images of %dx%dx%d from %s: %s\n", opts.N, opts.Shape[0], opts.Shape[1], opts.Shape[2], describeSource(src, bundled), desc)
 	start := time.Now()
-	runner, err := sampler.NewRunner(b, model)
-	if err != nil {
-		return err
+	var vals []float32
+	if eng != nil {
+		if vals, err = cpu.Sample(eng, plan, opts); err != nil {
+			return err
+		}
+	} else {
+		runner, err := sampler.NewRunner(b, model)
+		if err != nil {
+			return err
+		}
+		defer runner.Finalize()
+		x, err := runner.Run(plan, opts)
+		if err != nil {
+			return err
+		}
+		if info.Kind != backend.Go {
+			st := runner.Stats()
+			fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs%s; then %.2f ms per step\n", st.StepsPerCall,
+				(st.Draw + st.FirstCall).Seconds(), compileNote(info), st.SteadyStep().Seconds()*1000)
+		}
+		vals = tensors.MustCopyFlatData[float32](x)
 	}
-	defer runner.Finalize()
-	x, err := runner.Run(plan, opts)
-	if err != nil {
-		return err
-	}
-	if info.Kind != backend.Go {
-		st := runner.Stats()
-		fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs%s; then %.2f ms per step\n", st.StepsPerCall,
-			(st.Draw + st.FirstCall).Seconds(), compileNote(info), st.SteadyStep().Seconds()*1000)
-	}
-	vals := tensors.MustCopyFlatData[float32](x)
 	el := time.Since(start)
 	if err := writeSamples(*out, vals, opts.N, opts.Shape, *cols, *scale); err != nil {
 		return err

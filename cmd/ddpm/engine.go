@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/ddpm/ddpm/backend"
+	"github.com/ddpm/ddpm/cpu"
+	"github.com/ddpm/ddpm/unet"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+)
+
+// openEngine returns the UNet of cfg with weights flat on the CPU engine when the backend choice
+// (--backend, $GOMLX_BACKEND, else auto: CUDA, then the engine, then pure Go) picks it, or nil and the
+// name of the GoMLX backend to open instead. A missing oneDNN or a config the engine does not cover
+// falls back with one line on stderr; when --backend onednn named the engine, a missing oneDNN is an
+// error.
+func openEngine(name string, cfg unet.Config, flat *tensors.Tensor, threads int, stderr io.Writer) (*cpu.Net, backend.Info, string, error) {
+	use, explicit := backend.UseEngine(name)
+	if explicit {
+		name = "auto"
+	}
+	if !use {
+		return nil, backend.Info{}, name, nil
+	}
+	if err := cpu.Available(); err != nil {
+		if explicit {
+			return nil, backend.Info{}, "", err
+		}
+		fmt.Fprintf(stderr, "backend: the CPU engine is not installed (%s for ~20x faster sampling)\n", cpu.Install)
+		return nil, backend.Info{}, name, nil
+	}
+	if err := cpu.Supports(cfg); err != nil {
+		fmt.Fprintf(stderr, "backend: the CPU engine does not cover this model (%v): using GoMLX\n", err)
+		return nil, backend.Info{}, name, nil
+	}
+	if err := cpu.SetThreads(threads); err != nil {
+		return nil, backend.Info{}, "", err
+	}
+	net, err := cpu.New(cfg)
+	if err != nil {
+		return nil, backend.Info{}, "", err
+	}
+	if err := net.SetWeights(tensors.MustCopyFlatData[float32](flat)); err != nil {
+		return nil, backend.Info{}, "", err
+	}
+	info := backend.Info{Kind: backend.OneDNN, Device: fmt.Sprintf("oneDNN %s, %d threads", cpu.Version(), cpu.Threads()),
+		Reason: "fastest found"}
+	if explicit {
+		info.Reason = "asked for"
+	}
+	fmt.Fprintf(stderr, "backend: %s (%s)\n", info, info.Reason)
+	return net, info, "", nil
+}
+
+// engineLine says in one line whether the CPU engine can run here, for `ddpm backends`.
+func engineLine() string {
+	if err := cpu.Available(); err != nil {
+		return "onednn (the CPU engine): not installed; " + cpu.Install
+	}
+	return fmt.Sprintf("onednn (the CPU engine): oneDNN %s, %d threads", cpu.Version(), cpu.Threads())
+}
