@@ -12,6 +12,7 @@ import "C"
 import (
 	"fmt"
 	"math"
+	"time"
 	"unsafe"
 
 	"github.com/ddpm/ddpm/nn"
@@ -47,6 +48,10 @@ type Grad struct {
 	scratchN    int
 	normScratch cbuf // the group norms' per-sample partial sums [2, N, C]
 	maxC        int
+
+	// Profile, when not nil, accumulates the time of each layer's forward ("name") and backward
+	// ("name bwd").
+	Profile map[string]time.Duration
 
 	x, tf, yl *act // the input [N,H,W,Cin], timesteps as float32 [N], labels as float32 [N]
 	out       *act // the model output [N,H,W,Cout]
@@ -212,7 +217,12 @@ func (g *Grad) Forward(x []float32, n, h, w int, t, y []int32) ([]float32, error
 		}
 		g.labels = y
 		for _, s := range g.steps {
-			if err = s.fwd(); err != nil {
+			t0 := time.Now()
+			err = s.fwd()
+			if g.Profile != nil {
+				g.Profile[s.name] += time.Since(t0)
+			}
+			if err != nil {
 				err = fmt.Errorf("cpu: %s: %w", s.name, err)
 				return
 			}
@@ -267,7 +277,12 @@ func (g *Grad) backward() error {
 		if s.bwd == nil {
 			continue
 		}
-		if err := s.bwd(); err != nil {
+		t0 := time.Now()
+		err := s.bwd()
+		if g.Profile != nil {
+			g.Profile[s.name+" bwd"] += time.Since(t0)
+		}
+		if err != nil {
 			return fmt.Errorf("cpu: %s backward: %w", s.name, err)
 		}
 	}

@@ -2,15 +2,21 @@ package cpu
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"os"
+	"sort"
 	"testing"
+	"time"
 
 	"github.com/ddpm/ddpm/data"
 	"github.com/ddpm/ddpm/internal/shared"
+	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/schedule"
 	"github.com/ddpm/ddpm/train"
 	"github.com/ddpm/ddpm/unet"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"math/rand/v2"
 )
 
 // Bars: 8x8 images of one bright row or column on a dark background (as train's tests).
@@ -141,4 +147,69 @@ func TestTrainerMatchesGoMLX(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkTrainStep is one training step (forward, loss, backward, AdamW, EMA; no data loading) of
+// the mnist preset at batch 64 on the engine: go test ./cpu -run X -bench TrainStep -benchtime 10x.
+func BenchmarkTrainStep(b *testing.B) {
+	uc, err := unet.Preset("mnist")
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := NewGrad(uc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	m, _ := unet.New(uc)
+	flatT, _ := nn.Flatten(m.Specs(), nn.InitTensors(m.Specs(), 1))
+	if err := g.SetWeights(tensors.MustCopyFlatData[float32](flatT)); err != nil {
+		b.Fatal(err)
+	}
+	const n = 64
+	rng := rand.New(rand.NewPCG(1, 2))
+	x, target := randn(rng, n*28*28), randn(rng, n*28*28)
+	ts := make([]int32, n)
+	for i := range ts {
+		ts[i] = int32(rng.IntN(1000))
+	}
+	p := g.Weights()
+	mom, v, ema := make([]float32, len(p)), make([]float32, len(p)), append([]float32(nil), p...)
+	opt := AdamWConfig{LR: 2e-4, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01}
+	step := func(k int64) {
+		if _, err := g.LossGrad(x, target, n, 28, 28, ts, nil); err != nil {
+			b.Fatal(err)
+		}
+		AdamW(opt, p, mom, v, g.Gradient(), k)
+		if err := g.Pack(); err != nil {
+			b.Fatal(err)
+		}
+		EMA(ema, p, 0.999)
+	}
+	step(1) // builds the plan
+	if os.Getenv("DDPM_PROFILE") != "" {
+		g.Profile = map[string]time.Duration{}
+		defer func() {
+			type kv struct {
+				k string
+				v time.Duration
+			}
+			var all []kv
+			for k, v := range g.Profile {
+				all = append(all, kv{k, v})
+			}
+			sort.Slice(all, func(i, j int) bool { return all[i].v > all[j].v })
+			for _, e := range all[:min(40, len(all))] {
+				fmt.Fprintf(os.Stderr, "%-50s %8.1f ms/step\n", e.k, float64(e.v.Microseconds())/1000/float64(b.N))
+			}
+		}()
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		step(int64(i + 2))
+	}
+	el := b.Elapsed().Seconds()
+	b.ReportMetric(1000*el/float64(b.N), "ms/step")
+	b.ReportMetric(1000*el/float64(n*b.N), "ms/image")
+	b.ReportMetric(float64(n*b.N)/el, "img/s")
 }
