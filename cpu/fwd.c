@@ -42,6 +42,16 @@ static inline float fast_expf(float x) {
 	return p * e.f;
 }
 
+// pfor is ddpm_parallel_for for a loop that touches about work floats: below 32k of them, waking the
+// other threads costs more than it saves, so it runs here.
+static void pfor(long n, long work, ddpm_range_fn fn, void *ctx) {
+	if (work < 32768) {
+		fn(ctx, 0, n);
+		return;
+	}
+	ddpm_parallel_for(n, fn, ctx);
+}
+
 static inline float silu(float v) { return v / (1.0f + fast_expf(-v)); }
 
 typedef struct {
@@ -154,8 +164,8 @@ void ddpm_groupnorm_fwd(const float *x, long n, long hw, long c, long g, const f
                         const float *gamma, const float *beta, const float *scale, const float *shift, long ss_stride,
                         float eps, int silu, float *y, float *mean, float *rstd, float *ab) {
 	gn_args a = {x, addb, gamma, beta, scale, shift, n, hw, c, g, addb_stride, ss_stride, eps, silu, y, mean, rstd, ab};
-	ddpm_parallel_for(n, gn_stats, &a);
-	ddpm_parallel_for(n * hw, gn_apply, &a);
+	pfor(n, n * hw * c, gn_stats, &a);
+	pfor(n * hw, n * hw * c, gn_apply, &a);
 }
 
 typedef struct {
@@ -186,7 +196,7 @@ HOT static void softmax_rows(void *p, long begin, long end) {
 
 void ddpm_softmax_rows(float *x, long rows, long len, float scale) {
 	sm_args a = {x, len, scale};
-	ddpm_parallel_for(rows, softmax_rows, &a);
+	pfor(rows, rows * len, softmax_rows, &a);
 }
 
 typedef struct {
@@ -211,7 +221,7 @@ static void upsample_rows(void *p, long begin, long end) {
 
 void ddpm_upsample2x(const float *x, long n, long h, long w, long c, float *y) {
 	up_args a = {x, h, w, c, y};
-	ddpm_parallel_for(n * h, upsample_rows, &a);
+	pfor(n * h, n * h * w * c * 4, upsample_rows, &a);
 }
 
 typedef struct {
@@ -231,7 +241,7 @@ static void concat_rows(void *p, long begin, long end) {
 
 void ddpm_concat_c(const float *a, long ca, const float *b, long cb, long p, float *y) {
 	cat_args args = {a, b, ca, cb, y};
-	ddpm_parallel_for(p, concat_rows, &args);
+	pfor(p, p * (ca + cb), concat_rows, &args);
 }
 
 void ddpm_nchw_to_nhwc(const float *x, long n, long c, long hw, float *y) {
