@@ -28,7 +28,7 @@ import (
 )
 
 // Install says how to get the library the engine needs.
-const Install = "apt-get install libdnnl2 (oneDNN 2.x, Debian 12 / Ubuntu 22.04 and later)"
+const Install = "apt-get install libdnnl2"
 
 var (
 	loadOnce sync.Once

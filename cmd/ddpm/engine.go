@@ -27,7 +27,7 @@ func openEngine(name string, cfg unet.Config, flat *tensors.Tensor, threads int,
 		if explicit {
 			return nil, backend.Info{}, "", err
 		}
-		fmt.Fprintf(stderr, "backend: the CPU engine is not installed (%s for ~20x faster sampling)\n", cpu.Install)
+		fmt.Fprintf(stderr, "backend: the CPU engine needs oneDNN (libdnnl.so.2), which is not installed: %s for ~20x faster sampling\n", cpu.Install)
 		return nil, backend.Info{}, name, nil
 	}
 	if err := cpu.Supports(cfg); err != nil {
@@ -56,7 +56,7 @@ func openEngine(name string, cfg unet.Config, flat *tensors.Tensor, threads int,
 // engineLine says in one line whether the CPU engine can run here, for `ddpm backends`.
 func engineLine() string {
 	if err := cpu.Available(); err != nil {
-		return "onednn (the CPU engine): not installed; " + cpu.Install
+		return "onednn (the CPU engine): oneDNN (libdnnl.so.2) not installed: " + cpu.Install
 	}
 	return fmt.Sprintf("onednn (the CPU engine): oneDNN %s, %d threads", cpu.Version(), cpu.Threads())
 }
