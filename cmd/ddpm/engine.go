@@ -6,6 +6,7 @@ import (
 
 	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/cpu"
+	"github.com/ddpm/ddpm/sampler"
 	"github.com/ddpm/ddpm/unet"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
@@ -59,4 +60,18 @@ func engineLine() string {
 		return "onednn (the CPU engine): oneDNN (libdnnl.so.2) not installed: " + cpu.Install
 	}
 	return fmt.Sprintf("onednn (the CPU engine): oneDNN %s, %d threads", cpu.Version(), cpu.Threads())
+}
+
+// engineSample samples with the UNet of cfg and the flat weights on the CPU engine (training's sample
+// grids when the steps run on it).
+func engineSample(cfg unet.Config, flat *tensors.Tensor, plan sampler.Plan, opts sampler.Options) ([]float32, error) {
+	net, err := cpu.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer net.Close()
+	if err := net.SetWeights(tensors.MustCopyFlatData[float32](flat)); err != nil {
+		return nil, err
+	}
+	return cpu.Sample(net, plan, opts)
 }

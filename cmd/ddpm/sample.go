@@ -360,7 +360,15 @@ func sampleGrid(b backends.Backend, kind backend.Kind, model *unet.Model, ema *t
 	}
 	uc := model.Config
 	shape := []int{uc.InChannels, uc.SampleSize[0], uc.SampleSize[1]}
-	x, err := sampler.Run(b, unetModel{model, ema}, plan, sampler.Options{N: 64, Shape: shape, Seed: 1, StepsPerCall: stepsPerCall})
+	opts := sampler.Options{N: 64, Shape: shape, Seed: 1, StepsPerCall: stepsPerCall}
+	if kind == backend.OneDNN {
+		vals, err := engineSample(model.Config, ema, plan, opts)
+		if err != nil {
+			return err
+		}
+		return writeSamples(path, vals, 64, shape, 8, 2)
+	}
+	x, err := sampler.Run(b, unetModel{model, ema}, plan, opts)
 	if err != nil {
 		return err
 	}
