@@ -34,8 +34,13 @@ ours_bench() {
 
 # timed CMD...: "wall cpu" seconds of a command.
 timed() {
-	/usr/bin/time -f '%e %U %S' -o "$tmp/time" "$@" >/dev/null 2>&1
-	awk '{printf "%.2f %.2f\n", $1, $2 + $3}' "$tmp/time"
+	if /usr/bin/time -f '%e %U %S' -o "$tmp/time" "$@" >"$tmp/out" 2>&1; then
+		awk '{printf "%.2f %.2f\n", $1, $2 + $3}' "$tmp/time"
+	else
+		echo "cpu_bench: failed: $*" >&2
+		tail -3 "$tmp/out" >&2
+		echo "- -"
+	fi
 }
 
 # row NAME THREADS FILE_TORCH FILE_OURS: one table row from two files of "wall cpu" lines.
@@ -52,7 +57,7 @@ for th in 1 "$CORES"; do
 		bt=$((b == 1 ? 20 : b == 16 ? 5 : 3))
 		for r in $(seq "$ROUNDS"); do
 			nice "$PY" bench/cpu_torch.py --what forward --batch "$b" --threads "$th" --reps "$bt" >>"$tmp/t_f_${th}_$b"
-			ours_bench "Forward/batch$b\$" "$th" "${bt}x" >>"$tmp/o_f_${th}_$b"
+			ours_bench "Forward/batch$b\$" "$th" "${bt}x" >>"$tmp/o_f_${th}_$b" || true
 		done
 		row "forward, batch $b, ms/image" "$th" "$tmp/t_f_${th}_$b" "$tmp/o_f_${th}_$b"
 	done

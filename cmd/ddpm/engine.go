@@ -75,3 +75,18 @@ func engineSample(cfg unet.Config, flat *tensors.Tensor, plan sampler.Plan, opts
 	}
 	return cpu.Sample(net, plan, opts)
 }
+
+// engineDenoiser is the engine's network as a host denoiser, with classifier-free guidance when --class
+// asks for it, by the rules cond's apply gives the GoMLX model.
+// shape is one sample's [C, H, W].
+func engineDenoiser(net *cpu.Net, cond condSampleFlags, uc unet.Config, shape []int) (sampler.HostDenoiser, error) {
+	den := net.Denoiser(shape[1], shape[2])
+	if *cond.class == "" {
+		return den, nil
+	}
+	null, err := uc.GuidanceNull(*cond.null)
+	if err != nil {
+		return nil, fmt.Errorf("sample: --class: %w", err)
+	}
+	return sampler.Guidance{Scale: *cond.guidance, Null: int32(null)}.Host(den), nil
+}
