@@ -68,6 +68,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		exact      = fs.Bool("exact", false, "float32-exact products and convolutions on GPUs (3 TF32 passes, 3x slower; default: TF32 tensor cores)")
 		bk         = backendFlag(fs)
 		cond       = addCondSampleFlags(fs)
+		threads    = fs.Int("threads", 0, "threads of the CPU engine (default: all cores)")
 	)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -112,14 +113,20 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 
-	b, info, err := openBackend(*bk, stderr)
+	eng, info, bkName, err := openEngine(*bk, p.UNet.Config, model.flat, *threads, stderr)
 	if err != nil {
 		return err
+	}
+	var b backends.Backend
+	if eng == nil {
+		if b, info, err = openBackend(bkName, stderr); err != nil {
+			return err
+		}
 	}
 	if *exact {
 		nn.SetPrecision(nn.Highest)
 	}
-	plan, desc, err := chooseSampler(p, *samplerArg, *steps, *eta, *variance, *karras, *schedSet, bundled, info.Kind == backend.Go)
+	plan, desc, err := chooseSampler(p, *samplerArg, *steps, *eta, *variance, *karras, *schedSet, bundled, info.Kind == backend.Go || info.Kind == backend.OneDNN)
 	if err != nil {
 		return err
 	}
@@ -167,19 +174,29 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stderr, "sampling %d images of %dx%dx%d from %s: %s\n", opts.N, opts.Shape[0], opts.Shape[1], opts.Shape[2], describeSource(src, bundled), desc)
 	start := time.Now()
-	runner, err := sampler.NewRunner(b, guided)
-	if err != nil {
-		return err
-	}
-	defer runner.Finalize()
-	x, err := runner.Run(plan, opts)
-	if err != nil {
-		return err
-	}
-	if info.Kind != backend.Go {
-		st := runner.Stats()
-		fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs%s; then %.2f ms per step\n", st.StepsPerCall,
-			(st.Draw + st.FirstCall).Seconds(), compileNote(info), st.SteadyStep().Seconds()*1000)
+	var x *tensors.Tensor
+	if eng != nil {
+		den, err := engineDenoiser(eng, cond, p.UNet.Config, opts.Shape)
+		if err != nil {
+			return err
+		}
+		if x, err = sampler.RunHost(den, plan, opts); err != nil {
+			return err
+		}
+	} else {
+		runner, err := sampler.NewRunner(b, guided)
+		if err != nil {
+			return err
+		}
+		defer runner.Finalize()
+		if x, err = runner.Run(plan, opts); err != nil {
+			return err
+		}
+		if info.Kind != backend.Go {
+			st := runner.Stats()
+			fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs%s; then %.2f ms per step\n", st.StepsPerCall,
+				(st.Draw + st.FirstCall).Seconds(), compileNote(info), st.SteadyStep().Seconds()*1000)
+		}
 	}
 	vals := tensors.MustCopyFlatData[float32](x)
 	el := time.Since(start)
@@ -366,7 +383,15 @@ func sampleGrid(b backends.Backend, kind backend.Kind, model *unet.Model, ema *t
 	if err != nil {
 		return err
 	}
-	x, err := sampler.Run(b, unetModel{model, ema}, plan, sampler.Options{N: n, Shape: shape, Seed: 1, StepsPerCall: stepsPerCall, Labels: labels})
+	opts := sampler.Options{N: n, Shape: shape, Seed: 1, StepsPerCall: stepsPerCall, Labels: labels}
+	if kind == backend.OneDNN {
+		vals, err := engineSample(model.Config, ema, plan, opts)
+		if err != nil {
+			return err
+		}
+		return writeSamples(path, vals, n, shape, 8, 2)
+	}
+	x, err := sampler.Run(b, unetModel{model, ema}, plan, opts)
 	if err != nil {
 		return err
 	}
