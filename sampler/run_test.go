@@ -329,8 +329,11 @@ func TestRunErrors(t *testing.T) {
 		{"noise shape", model, plan, with(func(o *Options) {
 			o.Noise = tensors.FromFlatDataAndDimensions(make([]float32, 1*2*4), 1, 2, 1, 2, 2) // 3 or 0 draws allowed
 		}), "Options.Noise"},
-		{"noise neither per step nor per noisy step", model, ddpmPlan, with(func(o *Options) {
+		{"noise without the last step's draw, which adds noise", model, ddpmPlan, with(func(o *Options) {
 			o.Noise = tensors.FromFlatDataAndDimensions(make([]float32, 2*2*4), 2, 2, 1, 2, 2) // 3 or 1 draws allowed
+		}), "the last step adds noise"},
+		{"noise neither per step nor per noisy step", model, ddpmPlan, with(func(o *Options) {
+			o.Noise = tensors.FromFlatDataAndDimensions(make([]float32, 4*2*4), 4, 2, 1, 2, 2)
 		}), "one draw per step with noise"},
 		{"labels", model, plan, with(func(o *Options) { o.Labels = []int32{1} }), "labels"},
 		{"record range", model, plan, with(func(o *Options) { o.Record, o.OnStep = []int{3}, func(int, int, *tensors.Tensor, *tensors.Tensor) {} }), "Record"},
