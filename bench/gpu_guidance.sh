@@ -7,8 +7,8 @@
 # that class's 1,000 test images (mean over classes). The two data sets run concurrently on the one GPU.
 #
 # Needs: .bin/guidance or .bin/guidance.gz (go build -o .bin/guidance ./bench/guidance); in $COND_DIR
-# (default .data/cond) the folders of gpu_cond.sh's tars: mnist-cond/, fashion-cond/,
-# classifier-fashion-mnist/; the test split .gz files (t10k-images/labels) of MNIST in $MNIST_DIR
+# (default .data/cond) the folders of gpu_cond.sh's tars: mnist-cond/, fashion-cond/, and
+# classifier-fashion-mnist/ (else models/classifier-fashion-mnist is used); the test split .gz files (t10k-images/labels) of MNIST in $MNIST_DIR
 # (default .data/t10k/mnist) and of Fashion-MNIST in $FASHION_DIR (default .data/t10k/fashion-mnist):
 # only the test files, to stay under the 64 MiB carry limit; models/classifier-mnist (in the repository).
 # Brings back in $OUT: summary.txt, mnist.jsonl, fashion-mnist.jsonl (one JSON line per scale),
@@ -41,7 +41,9 @@ measure() { # data model-dir data-dir [classifier-dir]
 # ONLY=mnist or ONLY=fashion-mnist measures one data set.
 ONLY=${ONLY:-}
 [ "$ONLY" != fashion-mnist ] && measure mnist "$C/mnist-cond" "$M" &
-[ "$ONLY" != mnist ] && measure fashion-mnist "$C/fashion-cond" "$F" "$C/classifier-fashion-mnist" &
+# The Fashion-MNIST classifier: gpu_cond.sh's, else the bundled models/classifier-fashion-mnist.
+FC=""; [ -d "$C/classifier-fashion-mnist" ] && FC="$C/classifier-fashion-mnist"
+[ "$ONLY" != mnist ] && measure fashion-mnist "$C/fashion-cond" "$F" "$FC" &
 wait
 for d in ${ONLY:-mnist fashion-mnist}; do
   { echo "== $d"; grep -v '^{' "/tmp/guidance-$d.txt" | tail -12; } >> "$S"
