@@ -8,9 +8,10 @@
 #
 # Needs: .bin/guidance or .bin/guidance.gz (go build -o .bin/guidance ./bench/guidance); in $COND_DIR
 # (default .data/cond) the folders of gpu_cond.sh's tars: mnist-cond/, fashion-cond/, and
-# classifier-fashion-mnist/ (else models/classifier-fashion-mnist is used); the test split .gz files (t10k-images/labels) of MNIST in $MNIST_DIR
-# (default .data/t10k/mnist) and of Fashion-MNIST in $FASHION_DIR (default .data/t10k/fashion-mnist):
-# only the test files, to stay under the 64 MiB carry limit; models/classifier-mnist (in the repository).
+# classifier-fashion-mnist/ (else models/classifier-fashion-mnist is used); the test split .gz files
+# (t10k-images/labels) of MNIST in $MNIST_DIR (default .data/t10k/mnist) and of Fashion-MNIST in
+# $FASHION_DIR (default .data/t10k/fashion-mnist): only the test files, to stay under the 64 MiB carry
+# limit; models/classifier-mnist (in the repository).
 # Brings back in $OUT: summary.txt, mnist.jsonl, fashion-mnist.jsonl (one JSON line per scale),
 # mnist-guidance.png, fashion-mnist-guidance.png (rows = classes, 3 samples per scale, scales left to
 # right). Then, on the development machine: python3 bench/guidance_doc.py OUTDIR prints the table for
