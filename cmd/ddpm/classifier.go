@@ -107,13 +107,13 @@ func runClassifierTrain(ctx context.Context, args []string, stdout, stderr io.Wr
 	var lastLoss float32
 	c, err := fid.TrainClassifier(ctx, b, train, cfg, func(p fid.ClassifierProgress) {
 		if bar == nil {
-			bar = newProgress(stderr, p.Steps)
+			bar = newProgress(stderr, "training the classifier", p.Steps, "steps", "shorten it with --epochs, or use a GPU (--backend cuda)")
 		}
 		lastLoss = p.Losses[len(p.Losses)-1]
-		bar.update(p.Step, fmt.Sprintf("step %d/%d, epoch %d, loss %.4f", p.Step, p.Steps, p.Epoch+1, lastLoss), p.Step == p.Steps)
+		bar.update(p.Step, fmt.Sprintf("epoch %d, loss %.4f", p.Epoch+1, lastLoss))
 	})
 	if bar != nil {
-		bar.done()
+		bar.finish()
 	}
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"github.com/ddpm/ddpm/checkpoint"
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
+	rundir "github.com/ddpm/ddpm/run"
 )
 
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -71,12 +72,18 @@ func loadPipeline(dir string, online bool, stderr io.Writer) (*pipeline.Pipeline
 		fmt.Fprintf(stderr, "note: %s\n", note)
 	}
 	if online {
-		st, _, path, err := loadLatest(dir, p.UNet)
+		if len(rundir.Checkpoints(dir)) == 0 {
+			return nil, usagef("--online: %s has no checkpoints/ folder: only a run folder of ddpm train has online weights (drop --online for the EMA weights)", dir)
+		}
+		r, err := rundir.Latest(dir, p.UNet.Specs())
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(stderr, "online weights of %s\n", path)
-		if p.Weights, err = nn.Unflatten(p.UNet.Specs(), st.Params); err != nil {
+		for _, sk := range r.Skipped {
+			fmt.Fprintf(stderr, "warning: skipping an unreadable checkpoint: %s\n", sk)
+		}
+		fmt.Fprintf(stderr, "online weights of %s\n", r.Path)
+		if p.Weights, err = nn.Unflatten(p.UNet.Specs(), r.State.Params); err != nil {
 			return nil, err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	rundir "github.com/ddpm/ddpm/run"
 	"io"
 	iofs "io/fs"
 	"math"
@@ -323,7 +324,7 @@ func toUnit(x []float32) []float32 {
 func extractFeatures(b backends.Backend, ext featureExtractor, x []float32, n int, shape [3]int, batch int, what string, stderr io.Writer) ([]float32, error) {
 	c, h, w := shape[0], shape[1], shape[2]
 	size := c * h * w
-	bar := newProgress(stderr, int64(n))
+	bar := newProgress(stderr, "features of the "+what+" images", int64(n), "images", "")
 	var out []float32
 	for first := 0; first < n; first += batch {
 		k := min(batch, n-first)
@@ -332,9 +333,9 @@ func extractFeatures(b backends.Backend, ext featureExtractor, x []float32, n in
 			return nil, err
 		}
 		out = append(out, f...)
-		bar.update(int64(first+k), fmt.Sprintf("features of %d/%d %s images", first+k, n, what), first+k == n)
+		bar.update(int64(first+k), "")
 	}
-	bar.done()
+	bar.finish()
 	return out, nil
 }
 
@@ -378,7 +379,7 @@ func loadExtractor(kind, inceptionPath, classDir string, ref *fidRef, shape [3]i
 
 // A fidGenerator samples from a diffusion pipeline.
 type fidGenerator struct {
-	model      unetModel
+	model      sampler.Model
 	plan       sampler.Plan
 	shape      [3]int
 	kind       string // ddpm or ddim
@@ -458,9 +459,8 @@ func newFIDGenerator(ctx context.Context, runDir, modelFlag, kind string, steps 
 	case bundled:
 		g.defaultRef = "mnist:test"
 	case runDir != "":
-		if b, err := os.ReadFile(filepath.Join(runDir, runConfigFile)); err == nil {
-			var rc runConfig
-			if json.Unmarshal(b, &rc) == nil && rc.Data != "" {
+		if rc, err := rundir.ReadConfig(runDir); err == nil {
+			if rc.Data != "" {
 				g.defaultRef = rc.Data + ":test"
 				if rc.HoldOut == refHoldOutFrac && rc.HoldOutSeed == refHoldOutSeed {
 					g.defaultRef = rc.Data + ":holdout"
@@ -487,7 +487,7 @@ func (g *fidGenerator) sample(b backends.Backend, kind backend.Kind, n, batch in
 		return nil, err
 	}
 	defer run.Finalize()
-	bar := newProgress(stderr, int64(n))
+	bar := newProgress(stderr, "sampling", int64(n), "images", "make it shorter with --n or --steps, or use a GPU (--backend cuda)")
 	t0 := time.Now()
 	for k := 0; len(out) < n*size; k++ {
 		opts := sampler.Options{N: batch, Shape: g.shape[:], Seed: seed + int64(k), StepsPerCall: stepsPerCall}
@@ -505,9 +505,9 @@ func (g *fidGenerator) sample(b backends.Backend, kind backend.Kind, n, batch in
 		}
 		out = append(out, v[:min(len(v), n*size-len(out))]...)
 		done := len(out) / size
-		bar.update(int64(done), fmt.Sprintf("sampled %d/%d", done, n), done == n)
+		bar.update(int64(done), "")
 	}
-	bar.done()
+	bar.finish()
 	return out, nil
 }
 

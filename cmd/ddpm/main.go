@@ -23,26 +23,59 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		cancel(stopSignal{sig})
+		fmt.Fprintf(os.Stderr, "\nddpm: %s: stopping at the next step (again to quit at once)\n", signalName(sig))
+		sig = <-sigs
+		os.Exit(signalCode(sig))
+	}()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "ddpm:", err)
-		}
-		os.Exit(exitCode(err))
-	}
+	signal.Stop(sigs)
+	os.Exit(exitStatus(ctx, err, os.Stderr))
 }
 
-func exitCode(err error) int {
-	var u usageError
+// stopSignal is the cause of the context of a command stopped by a signal.
+type stopSignal struct{ sig os.Signal }
+
+func (s stopSignal) Error() string { return "stopped by " + signalName(s.sig) }
+
+func signalName(sig os.Signal) string {
+	if sig == syscall.SIGTERM {
+		return "SIGTERM"
+	}
+	return "SIGINT (Ctrl-C)"
+}
+
+// signalCode is the shell's status of a process ended by sig: 128 + its number.
+func signalCode(sig os.Signal) int {
+	if sig == syscall.SIGTERM {
+		return 128 + int(syscall.SIGTERM)
+	}
+	return 128 + int(syscall.SIGINT)
+}
+
+// exitStatus prints err once (a usage error's help has been printed by the flag package already) and
+// returns the process's exit status: 0, 1, 2 for a usage error, 130 or 143 for SIGINT or SIGTERM.
+func exitStatus(ctx context.Context, err error, stderr io.Writer) int {
+	var stop stopSignal
 	switch {
-	case errors.Is(err, flag.ErrHelp):
+	case err == nil || errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.As(err, &u):
-		return 2
+	case ctx.Err() != nil && errors.As(context.Cause(ctx), &stop):
+		fmt.Fprintf(stderr, "ddpm: %s\n", stop)
+		return signalCode(stop.sig)
 	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "ddpm: stopped")
 		return 130
+	}
+	fmt.Fprintln(stderr, "ddpm:", err)
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
 	}
 	return 1
 }

@@ -19,28 +19,16 @@ import (
 	"github.com/ddpm/ddpm/train"
 	"github.com/ddpm/ddpm/unet"
 	"github.com/ddpm/ddpm/viz"
-	"github.com/gomlx/gomlx/backends"
-	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
-// unetModel adapts a UNet and its weights, one flat vector (nn.Flatten), to sampler.Model: one
-// device buffer per call instead of one per weight.
-type unetModel struct {
-	m    *unet.Model
-	flat *tensors.Tensor
-}
-
-func newUNetModel(m *unet.Model, weights []*tensors.Tensor) (unetModel, error) {
+// newUNetModel is a UNet with its weights as the sampler takes it (one flat vector, train.SamplerModel).
+func newUNetModel(m *unet.Model, weights []*tensors.Tensor) (sampler.Model, error) {
 	flat, err := nn.Flatten(m.Specs(), weights)
-	return unetModel{m, flat}, err
-}
-
-func (u unetModel) Weights() []*tensors.Tensor { return []*tensors.Tensor{u.flat} }
-
-func (u unetModel) Denoiser(nodes []*graph.Node) sampler.Denoiser {
-	w := nn.NewWeights(u.m.Specs(), nn.SplitFlat(u.m.Specs(), nodes[0])).Scope()
-	return func(xt, t, y *graph.Node) *graph.Node { return u.m.Forward(w, xt, t, y) }
+	if err != nil {
+		return nil, err
+	}
+	return train.SamplerModel(m, flat), nil
 }
 
 func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -335,45 +323,9 @@ func writeTrajectory(path string, frames []viz.Frame, n int, shape []int) error 
 	return viz.WritePNG(path, img)
 }
 
-// sampleGrid writes an 8x8 grid of EMA samples with DDIM (fixed seed, so grids compare across epochs).
-func sampleGrid(b backends.Backend, kind backend.Kind, model *unet.Model, ema *tensors.Tensor, sched *schedule.Schedule, rc runConfig, path string) error {
-	c := sampler.DefaultDDIM()
-	c.Prediction = rc.Train.Prediction
-	plan, err := c.Plan(sched, rc.SampleSteps)
-	if err != nil {
-		return err
-	}
-	uc := model.Config
-	shape := []int{uc.InChannels, uc.SampleSize[0], uc.SampleSize[1]}
-	x, err := sampler.Run(b, unetModel{model, ema}, plan, sampler.Options{N: 64, Shape: shape, Seed: 1, StepsPerCall: stepsPerCall})
-	if err != nil {
-		return err
-	}
-	return writeSamples(path, tensors.MustCopyFlatData[float32](x), 64, shape, 8, 2)
-}
-
-// writePipeline writes the run directory's diffusers files (model_index.json, unet/, scheduler/) with
-// the EMA weights.
-func writePipeline(dir string, model *unet.Model, ema *tensors.Tensor, rc runConfig) error {
-	weights, err := nn.Unflatten(model.Specs(), ema)
-	if err != nil {
-		return err
-	}
-	ddpm := sampler.DefaultDDPM()
-	ddpm.Prediction = rc.Train.Prediction
-	ddpm.Variance = rc.DDPMVariance
-	p, err := pipeline.New(model.Config, weights, rc.Schedule, ddpm)
-	if err != nil {
-		return err
-	}
-	return pipeline.Save(dir, p, checkpoint.F32)
-}
-
 func resolveModel(ctx context.Context, name string, stderr io.Writer) (string, error) {
 	if fi, err := os.Stat(name); err == nil && fi.IsDir() {
 		return name, nil
 	}
 	return pipeline.Resolve(ctx, name, pipeline.Options{Token: os.Getenv("HF_TOKEN"), Progress: downloadProgress(stderr)})
 }
-
-var _ = train.Default

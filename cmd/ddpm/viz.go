@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	rundir "github.com/ddpm/ddpm/run"
 	"io"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -56,7 +55,7 @@ func runViz(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		var series []viz.Series
 		var names []string
 		for _, d := range dirs {
-			s, err := readLossSeries(filepath.Join(d, lossLogFile))
+			s, err := rundir.ReadLoss(filepath.Join(d, rundir.LossFile))
 			if err != nil {
 				return err
 			}
@@ -73,7 +72,7 @@ func runViz(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 			series, names = append(series, s), append(names, filepath.Base(d))
 		}
-		if err := writeLossPlot(series, *out, strings.Join(names, " vs ")); err != nil {
+		if err := rundir.PlotLoss(series, *out, strings.Join(names, " vs ")); err != nil {
 			return err
 		}
 	case "step":
@@ -135,8 +134,7 @@ func stepPanel(ctx context.Context, dir, name, dataDir string, steps []int, seed
 		h, w = uc.SampleSize[0], uc.SampleSize[1]
 	}
 	dsName := "mnist"
-	var rc runConfig
-	if b, err := os.ReadFile(filepath.Join(dir, runConfigFile)); err == nil && json.Unmarshal(b, &rc) == nil {
+	if rc, err := rundir.ReadConfig(dir); err == nil {
 		dsName = rc.Data
 		if dataDir == "" {
 			dataDir = rc.DataDir
@@ -177,7 +175,7 @@ func stepPanel(ctx context.Context, dir, name, dataDir string, steps []int, seed
 	}
 	predT, err := graph.ExecOnce(b, func(in []*graph.Node) *graph.Node {
 		return model.Denoiser(in[:1])(in[1], in[2], nil)
-	}, model.flat, tensors.FromFlatDataAndDimensions(xt, k, c, h, w), tensors.FromFlatDataAndDimensions(tv, k))
+	}, model.Weights()[0], tensors.FromFlatDataAndDimensions(xt, k, c, h, w), tensors.FromFlatDataAndDimensions(tv, k))
 	if err != nil {
 		return fmt.Errorf("viz step: %w", err)
 	}
