@@ -1,6 +1,7 @@
 package sampler
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"time"
@@ -51,6 +52,24 @@ type Options struct {
 	// the per-step overhead, at the price of a larger graph to compile. It is rounded down to a divisor
 	// of the number of steps, so one graph serves every call, and ignored when Record is set.
 	StepsPerCall int
+	// Progress, if not nil, is called after each step call with the steps done so far and the plan's
+	// length (with StepsPerCall k, every k steps). On an asynchronous backend a call may return before
+	// the device has finished it, so the count can run ahead of the device by a few calls.
+	Progress func(done, total int)
+	// Context, if not nil, stops the run before the next step call once it is done (Ctrl-C): Run then
+	// returns its error (context.Canceled or DeadlineExceeded, wrapped). nil means never stop.
+	Context context.Context
+}
+
+// stopped returns the context's error, if any, wrapped with the step at which the run stopped.
+func (o *Options) stopped(i, steps int) error {
+	if o.Context == nil {
+		return nil
+	}
+	if err := o.Context.Err(); err != nil {
+		return fmt.Errorf("sampler: run stopped before step %d of %d: %w", i, steps, err)
+	}
+	return nil
 }
 
 func (o *Options) validate(steps int) error {
@@ -352,6 +371,15 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 	loop := time.Now()
 	for c := 0; c < calls; c++ {
 		i, st := c*k, plan[c*k] // with Record set, k = 1 and call c is step i
+		if err := opts.stopped(i, len(plan)); err != nil {
+			if deviceNoise {
+				rng.FinalizeAll()
+			}
+			if ownXt {
+				xt.FinalizeAll()
+			}
+			return nil, err
+		}
 		var xtHost *tensors.Tensor
 		if record[i] {
 			if xtHost, err = xt.LocalClone(); err != nil {
@@ -401,6 +429,9 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 		}
 		if err := out[1].FinalizeAll(); err != nil {
 			return nil, fmt.Errorf("sampler: run: step %d: %w", i, err)
+		}
+		if opts.Progress != nil {
+			opts.Progress(i+k, len(plan))
 		}
 	}
 	stats.Calls, stats.StepsPerCall, stats.Compiled = calls, k, r.built > built
