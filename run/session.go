@@ -180,7 +180,7 @@ func (s *Session) Train(ctx context.Context, report func(Report)) error {
 		if epoch != lastEpoch {
 			lastEpoch = epoch
 			if c.SampleEvery > 0 && epoch%c.SampleEvery == 0 && st.Step < s.Total {
-				if err := s.SampleGrid(join(s.Run.Dir, SamplesDir, fmt.Sprintf("epoch-%03d.png", epoch))); err != nil {
+				if err := s.SampleGrid(ctx, join(s.Run.Dir, SamplesDir, fmt.Sprintf("epoch-%03d.png", epoch)), nil); err != nil {
 					return err
 				}
 			}
@@ -225,13 +225,14 @@ func (s *Session) save() error {
 const GridSamples = 64
 
 // SampleGrid writes an 8x8 grid of EMA samples, DDIM with SampleSteps steps and a fixed seed, so that
-// grids compare across epochs.
-func (s *Session) SampleGrid(path string) error {
-	return SampleGrid(s.backend, s.Model, s.State.EMA, s.Schedule, s.Run.Config, path)
+// grids compare across epochs. It stops at the next step when ctx is done; progress, if not nil, is
+// called after each step.
+func (s *Session) SampleGrid(ctx context.Context, path string, progress func(done, total int)) error {
+	return SampleGrid(ctx, s.backend, s.Model, s.State.EMA, s.Schedule, s.Run.Config, path, progress)
 }
 
 // SampleGrid writes an 8x8 grid of samples of model with the weights ema (see Session.SampleGrid).
-func SampleGrid(b backends.Backend, model *unet.Model, ema *tensors.Tensor, sched *schedule.Schedule, c Config, path string) error {
+func SampleGrid(ctx context.Context, b backends.Backend, model *unet.Model, ema *tensors.Tensor, sched *schedule.Schedule, c Config, path string, progress func(done, total int)) error {
 	dc := sampler.DefaultDDIM()
 	dc.Prediction = c.Train.Prediction
 	plan, err := dc.Plan(sched, c.SampleSteps)
@@ -240,7 +241,8 @@ func SampleGrid(b backends.Backend, model *unet.Model, ema *tensors.Tensor, sche
 	}
 	uc := model.Config
 	shape := []int{uc.InChannels, uc.SampleSize[0], uc.SampleSize[1]}
-	x, err := sampler.Run(b, train.SamplerModel(model, ema), plan, sampler.Options{N: GridSamples, Shape: shape, Seed: 1, StepsPerCall: 1})
+	x, err := sampler.Run(b, train.SamplerModel(model, ema), plan, sampler.Options{N: GridSamples, Shape: shape, Seed: 1, StepsPerCall: 1,
+		Progress: progress, Context: ctx})
 	if err != nil {
 		return err
 	}
@@ -254,9 +256,9 @@ func SampleGrid(b backends.Backend, model *unet.Model, ema *tensors.Tensor, sche
 	return viz.WritePNG(path, img)
 }
 
-// Finish writes the end of a completed run: samples/final.png and loss.png.
-func (s *Session) Finish() error {
-	if err := s.SampleGrid(join(s.Run.Dir, SamplesDir, "final.png")); err != nil {
+// Finish writes the end of a completed run: samples/final.png (see SampleGrid) and loss.png.
+func (s *Session) Finish(ctx context.Context, progress func(done, total int)) error {
+	if err := s.SampleGrid(ctx, join(s.Run.Dir, SamplesDir, "final.png"), progress); err != nil {
 		return err
 	}
 	series, err := ReadLoss(join(s.Run.Dir, LossFile))

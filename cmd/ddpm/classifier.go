@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,13 +25,12 @@ const classifierHoldOut = 0.1
 //	ddpm classifier train --data mnist --out models/classifier-mnist
 //	ddpm classifier eval --classifier models/classifier-mnist
 func runClassifier(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := "train --data mnist --out models/classifier-mnist [flags] | eval [--classifier DIR] [flags]"
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fs := newFlags("classifier", usage, stderr)
-		if err := parse(fs, args); err != nil {
-			return err
+		if slices.ContainsFunc(args, isHelpFlag) {
+			fmt.Fprint(stderr, classifierUsage)
+			return flag.ErrHelp
 		}
-		return usagef("classifier: want a subcommand: train or eval (see `ddpm classifier train -h`)")
+		return usagef("classifier: want a subcommand: train or eval (see `ddpm help classifier`)")
 	}
 	switch args[0] {
 	case "train":
@@ -39,6 +40,13 @@ func runClassifier(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	return usagef("classifier: unknown subcommand %q: want train or eval", args[0])
 }
+
+const classifierUsage = `Usage: ddpm classifier SUBCOMMAND [flags]
+
+Subcommands:
+  train   train the classifier on a data set's training split (ddpm classifier train -h)
+  eval    measure a classifier's accuracy on a test split        (ddpm classifier eval -h)
+`
 
 func runClassifierTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("classifier train", "--data mnist --out models/classifier-mnist [flags]", stderr)
@@ -161,9 +169,9 @@ func runClassifierEval(ctx context.Context, args []string, stdout, stderr io.Wri
 	if name == "" && *dir == "" {
 		name = "mnist"
 	}
-	path, err := fid.FindClassifier(name, *dir)
+	path, err := findClassifier(name, *dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("classifier eval: %w", err)
 	}
 	c, err := fid.LoadClassifier(path)
 	if err != nil {

@@ -15,12 +15,13 @@ import (
 )
 
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("export", "--run DIR --out MODEL_DIR [--dtype f32|f16|bf16] [--online]", stderr)
+	fs := newFlags("export", "--run DIR --out MODEL_DIR [--dtype f32|f16|bf16] [--online] [--force]", stderr)
 	var (
 		runDir = fs.String("run", "", "a run directory of ddpm train, or any diffusers pipeline directory or hub name")
 		out    = fs.String("out", "", "the diffusers pipeline directory to write (DDPMPipeline.from_pretrained loads it)")
 		dtype  = fs.String("dtype", "f32", "weight precision: f32, f16 or bf16")
 		online = fs.Bool("online", false, "export the online weights of the last checkpoint instead of the EMA weights")
+		force  = fs.Bool("force", false, "replace the pipeline files in an existing --out")
 	)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -34,6 +35,17 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if abs(*runDir) == abs(*out) {
 		return usagef("export: --out is the run directory itself, which is already a diffusers pipeline")
+	}
+	if err := checkOutputDir("export", "out", *out); err != nil {
+		return err
+	}
+	if entries, err := os.ReadDir(*out); err == nil && len(entries) > 0 && !*force {
+		return usagef("export: --out %s exists and is not empty: add --force to replace its pipeline files, or choose another folder", *out)
+	}
+	if fi, err := os.Stat(*runDir); err == nil && fi.IsDir() {
+		if err := checkRunDir("export", *runDir); err != nil {
+			return err
+		}
 	}
 	src, err := resolveModel(ctx, *runDir, stderr)
 	if err != nil {

@@ -77,7 +77,7 @@ func runFID(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		runDir     = fs.String("run", "", "a run directory of ddpm train (its EMA weights)")
 		modelFlag  = fs.String("model", "", "a diffusers pipeline directory or hub name (default: the bundled MNIST model)")
 		imagesArg  = fs.String("images", "", "score these images instead of sampling: FILE.safetensors[#KEY] ([N,C,H,W] float32 in model space [-1, 1], as ddpm sample --out x.safetensors writes; key default \"sample\"), a folder of PNG/JPEG files, or real images DATA:SPLIT[A:B] (as --ref)")
-		n          = fs.Int("n", 5000, "number of samples (with --images: the first N; default all)")
+		n          = fs.Int("n", 0, "number of samples to generate, >= 2 (0: 5000); with --images, score the first N (0: all)")
 		samplerArg = fs.String("sampler", "ddpm", "ddpm (ancestral) or ddim")
 		steps      = fs.Int("steps", 0, "sampling steps (default: all T for ddpm, 100 for ddim)")
 		eta        = fs.Float64("eta", 0, "DDIM eta: 0 deterministic, 1 DDPM-like")
@@ -110,8 +110,8 @@ func runFID(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	switch {
 	case sources > 1:
 		return usagef("fid: give one of --run, --model and --images")
-	case *n < 2:
-		return usagef("fid: --n %d: want at least 2 images for a covariance", *n)
+	case *n != 0 && *n < 2:
+		return usagef("fid: --n %d: want at least 2 images for a covariance (0: the default)", *n)
 	case *batch < 1:
 		return usagef("fid: --batch %d: want >= 1", *batch)
 	case *featBatch < 0:
@@ -130,6 +130,17 @@ func runFID(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 		}
 	}
+	if *n == 0 && *imagesArg == "" {
+		*n = 5000
+	}
+	if *featArg == "classifier" && *inception != "" {
+		fmt.Fprintln(stderr, "warning: --inception-weights is ignored with --features classifier")
+	}
+	if *save != "" {
+		if err := checkOutput("fid", "save-samples", *save, ".safetensors"); err != nil {
+			return err
+		}
+	}
 	kind := strings.ToLower(*samplerArg)
 	if kind != "ddpm" && kind != "ddim" {
 		return usagef("fid: --sampler %q: want ddpm or ddim", *samplerArg)
@@ -145,7 +156,7 @@ func runFID(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if imgs, err = readFIDImages(ctx, *imagesArg, *dataDir, stderr); err != nil {
 			return err
 		}
-		if set["n"] {
+		if *n > 0 {
 			if *n > imgs.n {
 				return fmt.Errorf("fid: --n %d, but %s holds %d images", *n, *imagesArg, imgs.n)
 			}
@@ -230,7 +241,7 @@ func runFID(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else {
 		t1 := time.Now()
 		var first time.Duration
-		vals, err := gen.sample(b, info.Kind, *n, *batch, *seed, stderr, &first)
+		vals, err := gen.sample(ctx, b, info.Kind, *n, *batch, *seed, stderr, &first)
 		if err != nil {
 			return err
 		}
@@ -245,7 +256,7 @@ func runFID(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 
 	t2 := time.Now()
-	feats, err := extractFeatures(b, ext, x, res.N, shape, fb, "generated", stderr)
+	feats, err := extractFeatures(ctx, b, ext, x, res.N, shape, fb, "generated", stderr)
 	if err != nil {
 		return err
 	}
@@ -319,14 +330,37 @@ func toUnit(x []float32) []float32 {
 	return out
 }
 
+// findClassifier finds the classifier of a data set: dir if given, else one trained locally
+// (models/classifier-DATA, the cache), else the bundled one, from any working directory.
+func findClassifier(dataset, dir string) (string, error) {
+	if dir == "" && slices.Contains(models.Names(), "classifier-"+dataset) {
+		if _, err := fid.FindClassifier(dataset, ""); err != nil { // nothing trained locally: the bundled one
+			return models.Dir("classifier-" + dataset)
+		}
+	}
+	path, err := fid.FindClassifier(dataset, dir)
+	if err != nil {
+		if dataset == "" {
+			dataset = "mnist"
+		}
+		return "", fmt.Errorf("%s (train one with `ddpm classifier train --data %s --out DIR`)", strings.TrimPrefix(strings.SplitN(err.Error(), " (train one", 2)[0], "fid: "), dataset)
+	}
+	return path, nil
+}
+
 // extractFeatures computes the features of x [n,C,H,W] in [0, 1] in calls of batch images, with a
 // progress bar.
-func extractFeatures(b backends.Backend, ext featureExtractor, x []float32, n int, shape [3]int, batch int, what string, stderr io.Writer) ([]float32, error) {
+func extractFeatures(ctx context.Context, b backends.Backend, ext featureExtractor, x []float32, n int, shape [3]int, batch int, what string, stderr io.Writer) ([]float32, error) {
 	c, h, w := shape[0], shape[1], shape[2]
 	size := c * h * w
 	bar := newProgress(stderr, "features of the "+what+" images", int64(n), "images", "")
 	var out []float32
 	for first := 0; first < n; first += batch {
+		if err := ctx.Err(); err != nil {
+			bar.finish()
+			fmt.Fprintln(stderr, "stopped: nothing was written")
+			return nil, err
+		}
 		k := min(batch, n-first)
 		f, err := ext.Features(b, x[first*size:(first+k)*size], k, c, h, w, batch)
 		if err != nil {
@@ -356,14 +390,7 @@ func loadExtractor(kind, inceptionPath, classDir string, ref *fidRef, shape [3]i
 	if dataset == "" && classDir == "" {
 		return nil, fmt.Errorf("fid: which classifier? the reference %s names no data set: pass --classifier DIR", ref)
 	}
-	if classDir == "" && slices.Contains(models.Names(), "classifier-"+dataset) {
-		if _, err := fid.FindClassifier(dataset, ""); err != nil { // nothing trained locally: the bundled one
-			if classDir, err = models.Dir("classifier-" + dataset); err != nil {
-				return nil, err
-			}
-		}
-	}
-	path, err := fid.FindClassifier(dataset, classDir)
+	path, err := findClassifier(dataset, classDir)
 	if err != nil {
 		return nil, err
 	}
@@ -477,7 +504,7 @@ func newFIDGenerator(ctx context.Context, runDir, modelFlag, kind string, steps 
 //
 // All calls go through one sampler.Runner and have the same shape (the last batch is sampled whole,
 // not smaller, which also keeps sample i the same whatever n), so the step graph is compiled once.
-func (g *fidGenerator) sample(b backends.Backend, kind backend.Kind, n, batch int, seed int64, stderr io.Writer, first *time.Duration) ([]float32, error) {
+func (g *fidGenerator) sample(ctx context.Context, b backends.Backend, kind backend.Kind, n, batch int, seed int64, stderr io.Writer, first *time.Duration) ([]float32, error) {
 	batch = min(batch, n)
 	size := g.shape[0] * g.shape[1] * g.shape[2]
 	out := make([]float32, 0, n*size)
@@ -487,12 +514,21 @@ func (g *fidGenerator) sample(b backends.Backend, kind backend.Kind, n, batch in
 		return nil, err
 	}
 	defer run.Finalize()
-	bar := newProgress(stderr, "sampling", int64(n), "images", "make it shorter with --n or --steps, or use a GPU (--backend cuda)")
+	calls := (n + batch - 1) / batch
+	bar := newProgress(stderr, "sampling", int64(calls*len(g.plan)), "steps", "make it shorter with --n or --steps, or use a GPU (--backend cuda)")
+	defer bar.finish()
 	t0 := time.Now()
 	for k := 0; len(out) < n*size; k++ {
-		opts := sampler.Options{N: batch, Shape: g.shape[:], Seed: seed + int64(k), StepsPerCall: stepsPerCall}
+		opts := sampler.Options{N: batch, Shape: g.shape[:], Seed: seed + int64(k), StepsPerCall: stepsPerCall, Context: ctx}
+		opts.Progress = func(done, total int) {
+			bar.update(int64(k*total+done), fmt.Sprintf("%d of %d images", min(k*batch, n), n))
+		}
 		x, err := run.Run(g.plan, opts)
 		if err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintln(stderr, "sampling stopped: nothing was written")
+				return nil, ctx.Err()
+			}
 			return nil, err
 		}
 		v, err := tensors.CopyFlatData[float32](x)
@@ -504,8 +540,6 @@ func (g *fidGenerator) sample(b backends.Backend, kind backend.Kind, n, batch in
 			*first = time.Since(t0)
 		}
 		out = append(out, v[:min(len(v), n*size-len(out))]...)
-		done := len(out) / size
-		bar.update(int64(done), "")
 	}
 	bar.finish()
 	return out, nil
@@ -796,7 +830,7 @@ func (r *fidRef) stats(ctx context.Context, b backends.Backend, ext featureExtra
 	if ds.Len() < 2 {
 		return nil, false, fmt.Errorf("fid: the reference %s has %d image; want at least 2", r, ds.Len())
 	}
-	feats, err := extractFeatures(b, ext, toUnit(ds.Images), ds.Len(), refShape, batch, "reference", stderr)
+	feats, err := extractFeatures(ctx, b, ext, toUnit(ds.Images), ds.Len(), refShape, batch, "reference", stderr)
 	if err != nil {
 		return nil, false, err
 	}

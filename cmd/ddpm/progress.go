@@ -29,8 +29,11 @@ type progress struct {
 	hinted   bool
 }
 
+// progressEvery is the interval of the plain progress lines.
+var progressEvery = 10 * time.Second
+
 func newProgress(w io.Writer, what string, total int64, unit, hint string) *progress {
-	p := &progress{w: w, what: what, unit: unit, total: total, hint: hint, interval: 10 * time.Second}
+	p := &progress{w: w, what: what, unit: unit, total: total, hint: hint, interval: progressEvery}
 	if isTerminal(w) {
 		p.bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
 			progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionSetWidth(24),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,11 +15,13 @@ import (
 	"github.com/ddpm/ddpm/models"
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
+	rundir "github.com/ddpm/ddpm/run"
 	"github.com/ddpm/ddpm/sampler"
 	"github.com/ddpm/ddpm/schedule"
 	"github.com/ddpm/ddpm/train"
 	"github.com/ddpm/ddpm/unet"
 	"github.com/ddpm/ddpm/viz"
+	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
@@ -31,64 +34,119 @@ func newUNetModel(m *unet.Model, weights []*tensors.Tensor) (sampler.Model, erro
 	return train.SamplerModel(m, flat), nil
 }
 
-func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// sampleFlags are the flags of ddpm sample.
+type sampleFlags struct {
+	fs                                       *flag.FlagSet
+	run, model, sampler, scheduler, variance *string
+	out, init, noise, trajectory, backend    *string
+	steps, n, cols, scale, perCall           *int
+	eta                                      *float64
+	seed                                     *int64
+	online, exact                            *bool
+}
+
+func newSampleFlags(stderr io.Writer) *sampleFlags {
 	fs := newFlags("sample", "[--run DIR | --model DIR_OR_HUB_NAME] [flags]", stderr)
-	var (
-		runDir     = fs.String("run", "", "a run directory of ddpm train (its EMA weights)")
-		modelFlag  = fs.String("model", "", "a diffusers pipeline directory or a hub name such as google/ddpm-cifar10-32 (default: the bundled MNIST model)")
-		samplerArg = fs.String("sampler", "", "ddpm (ancestral) or ddim (default: the pipeline's scheduler; ddim for the bundled model)")
-		schedArg   = fs.String("scheduler", "", "same as --sampler, in diffusers' words")
-		steps      = fs.Int("steps", 0, "sampling steps (default: all T for ddpm, 50 for ddim, 10 for the bundled model on the pure-Go backend)")
-		eta        = fs.Float64("eta", 0, "DDIM eta: 0 deterministic, 1 DDPM-like")
-		variance   = fs.String("variance", "", "DDPM variance: fixed_large (beta_t) or fixed_small (beta-tilde) (default: the scheduler config's)")
-		n          = fs.Int("n", 64, "number of samples")
-		cols       = fs.Int("cols", 0, "grid columns (default: square)")
-		seed       = fs.Int64("seed", 0, "seed of x_T and the step noise (same seed, same samples on the same backend)")
-		out        = fs.String("out", "samples.png", "output: .png (a grid, clamped to [-1, 1]) or .safetensors (key \"sample\", [N,C,H,W] float32, model space, unclamped)")
-		initArg    = fs.String("init", "", "x_T from FILE.safetensors#KEY ([N,C,H,W] float32) instead of the seed")
-		noiseArg   = fs.String("noise", "", "the step noise from FILE.safetensors#KEY ([steps,N,C,H,W], in step order) instead of the seed")
-		trajectory = fs.String("trajectory", "", "also write ~10 frames of the reverse process (x_t and the model's x0 estimate) to this .png or .gif")
-		online     = fs.Bool("online", false, "with --run: use the online weights of the last checkpoint instead of the EMA weights")
-		scale      = fs.Int("scale", 0, "grid upscale factor (default: 2 for images under 64 pixels)")
-		perCall    = fs.Int("steps-per-call", 0, "sampling steps per compiled call (default 1: more steps per call compile longer than they save)")
-		exact      = fs.Bool("exact", false, "float32-exact products and convolutions on GPUs (3 TF32 passes, 3x slower; default: TF32 tensor cores)")
-		bk         = backendFlag(fs)
-	)
-	if err := parse(fs, args); err != nil {
+	return &sampleFlags{fs: fs,
+		run:        fs.String("run", "", "a run folder of ddpm train (its EMA weights)"),
+		model:      fs.String("model", "", "a diffusers pipeline folder or a hub name such as google/ddpm-cifar10-32 (default: the bundled MNIST model)"),
+		sampler:    fs.String("sampler", "", "ddpm (ancestral) or ddim (default: the pipeline's scheduler; ddim for the bundled model)"),
+		scheduler:  fs.String("scheduler", "", "same as --sampler, in diffusers' words"),
+		steps:      fs.Int("steps", 0, "sampling steps, 1 to the model's T (default: T for ddpm, 50 for ddim, 10 for the bundled model on the pure-Go backend)"),
+		eta:        fs.Float64("eta", 0, "DDIM eta >= 0: 0 deterministic, 1 DDPM-like"),
+		variance:   fs.String("variance", "", "DDPM variance: fixed_large (beta_t), fixed_small (beta-tilde) or fixed_small_log (default: the scheduler config's)"),
+		n:          fs.Int("n", 64, "number of samples, >= 1"),
+		cols:       fs.Int("cols", 0, "grid columns (0: square)"),
+		seed:       fs.Int64("seed", 0, "seed of x_T and the step noise (same seed, same samples on the same backend)"),
+		out:        fs.String("out", "samples.png", "output: .png (a grid, clamped to [-1, 1]) or .safetensors (key \"sample\", [N,C,H,W] float32, model space, unclamped)"),
+		init:       fs.String("init", "", "x_T from FILE.safetensors#KEY ([N,C,H,W] float32) instead of the seed"),
+		noise:      fs.String("noise", "", "the step noise from FILE.safetensors#KEY ([steps,N,C,H,W], in step order) instead of the seed"),
+		trajectory: fs.String("trajectory", "", "also write ~10 frames of the reverse process (x_t and the model's x0 estimate) to this .png or .gif"),
+		online:     fs.Bool("online", false, "with --run: use the online weights of the last checkpoint instead of the EMA weights"),
+		scale:      fs.Int("scale", 0, "grid upscale factor, 1 to 32 (0: 2 for images under 64 pixels, else 1)"),
+		perCall:    fs.Int("steps-per-call", 0, "sampling steps per compiled call (0: 1; more steps per call compile longer than they save)"),
+		exact:      fs.Bool("exact", false, "float32-exact products and convolutions on GPUs (3 TF32 passes, 3x slower; default: TF32 tensor cores)"),
+		backend:    backendFlag(fs),
+	}
+}
+
+// check checks every flag and output path before anything is loaded.
+func (f *sampleFlags) check() error {
+	if *f.scheduler != "" {
+		if *f.sampler != "" && *f.sampler != *f.scheduler {
+			return usagef("sample: --sampler %s and --scheduler %s disagree", *f.sampler, *f.scheduler)
+		}
+		*f.sampler = *f.scheduler
+	}
+	*f.sampler = strings.ToLower(*f.sampler)
+	switch {
+	case *f.run != "" && *f.model != "":
+		return usagef("sample: give --run or --model, not both")
+	case *f.online && *f.run == "":
+		return usagef("sample: --online needs --run")
+	case *f.eta < 0:
+		return usagef("sample: --eta %g: want >= 0", *f.eta)
+	case *f.trajectory != "" && abs(*f.trajectory) == abs(*f.out):
+		return usagef("sample: --trajectory and --out are the same file")
+	}
+	if *f.sampler != "" {
+		if err := checkChoice("sample", "sampler", *f.sampler, "ddpm", "ddim"); err != nil {
+			return err
+		}
+	}
+	if *f.variance != "" {
+		if err := checkChoice("sample", "variance", *f.variance, "fixed_large", "fixed_small", "fixed_small_log"); err != nil {
+			return err
+		}
+	}
+	for _, c := range []struct {
+		flag      string
+		v, lo, hi int
+		note      string
+	}{{"n", *f.n, 1, 1 << 20, ""}, {"cols", *f.cols, 0, 1 << 20, "(0: square)"}, {"scale", *f.scale, 0, 32, "(0: automatic)"},
+		{"steps", *f.steps, 0, -1, "(0: the sampler's default)"}, {"steps-per-call", *f.perCall, 0, -1, ""}} {
+		if err := checkInt("sample", c.flag, c.v, c.lo, c.hi, c.note); err != nil {
+			return err
+		}
+	}
+	for _, a := range []struct{ flag, v string }{{"init", *f.init}, {"noise", *f.noise}} {
+		if path, key, ok := strings.Cut(a.v, "#"); a.v != "" && (!ok || key == "" || path == "") {
+			return usagef("sample: --%s %q: want FILE.safetensors#KEY", a.flag, a.v)
+		}
+	}
+	if err := checkOutput("sample", "out", *f.out, ".png", ".safetensors"); err != nil {
 		return err
 	}
-	if *schedArg != "" {
-		if *samplerArg != "" && *samplerArg != *schedArg {
-			return usagef("sample: --sampler %s and --scheduler %s disagree", *samplerArg, *schedArg)
-		}
-		*samplerArg = *schedArg
+	if *f.trajectory != "" {
+		return checkOutput("sample", "trajectory", *f.trajectory, ".png", ".gif")
 	}
-	if *runDir != "" && *modelFlag != "" {
-		return usagef("sample: give --run or --model, not both")
-	}
-	if *online && *runDir == "" {
-		return usagef("sample: --online needs --run")
-	}
-	ext := strings.ToLower(filepath.Ext(*out))
-	if ext != ".png" && ext != ".safetensors" {
-		return usagef("sample: --out %s: want a .png or .safetensors file", *out)
-	}
+	return nil
+}
 
-	bundled := *runDir == "" && *modelFlag == ""
-	src := *runDir
-	if *modelFlag != "" {
-		var err error
-		if src, err = resolveModel(ctx, *modelFlag, stderr); err != nil {
-			return err
-		}
+func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newSampleFlags(stderr)
+	if err := parse(f.fs, args); err != nil {
+		return err
 	}
-	if bundled {
-		var err error
-		if src, err = models.Dir("mnist"); err != nil {
-			return err
-		}
+	if err := f.check(); err != nil {
+		return err
 	}
-	p, err := loadPipeline(src, *online, stderr)
+	p, src, err := f.load(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	b, info, err := openBackend(*f.backend, stderr)
+	if err != nil {
+		return err
+	}
+	if *f.exact {
+		nn.SetPrecision(nn.Highest)
+	}
+	plan, desc, err := f.plan(p, info)
+	if err != nil {
+		return err
+	}
+	opts, err := f.options(p, plan)
 	if err != nil {
 		return err
 	}
@@ -96,128 +154,191 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-
-	b, info, err := openBackend(*bk, stderr)
-	if err != nil {
-		return err
-	}
-	if *exact {
-		nn.SetPrecision(nn.Highest)
-	}
-	kind := strings.ToLower(*samplerArg)
-	if kind == "" {
-		kind = "ddpm"
-		if p.DefaultScheduler() == pipeline.DDIMScheduler || bundled {
-			kind = "ddim"
-		}
-	}
-	sched, err := schedule.New(p.Schedule)
-	if err != nil {
-		return err
-	}
-	nSteps := *steps
-	if nSteps == 0 {
-		switch {
-		case kind == "ddpm":
-			nSteps = sched.T()
-		case bundled && info.Kind == backend.Go:
-			nSteps = 10 // 64 images in ~2.5 minutes on 2 cores
-		default:
-			nSteps = 50
-		}
-	}
-	var plan sampler.Plan
-	var desc string
-	switch kind {
-	case "ddpm":
-		if err := p.Check(pipeline.DDPMScheduler); err != nil {
-			return err
-		}
-		c := p.DDPM
-		if *variance != "" {
-			if err := c.Variance.UnmarshalText([]byte(*variance)); err != nil {
-				return usagef("sample: --variance: %v", err)
-			}
-		}
-		if plan, err = c.Plan(sched, nSteps); err != nil {
-			return err
-		}
-		desc = fmt.Sprintf("DDPM, %d steps, variance %s", nSteps, c.Variance)
-	case "ddim":
-		if err := p.Check(pipeline.DDIMScheduler); err != nil {
-			return err
-		}
-		c := p.DDIM
-		c.Eta = *eta
-		if plan, err = c.Plan(sched, nSteps); err != nil {
-			return err
-		}
-		desc = fmt.Sprintf("DDIM, %d steps, eta %g", nSteps, c.Eta)
-	default:
-		return usagef("sample: --sampler %q: want ddpm or ddim", kind)
-	}
-
-	uc := p.UNet.Config
-	h, w := 32, 32
-	if uc.SampleSize != nil {
-		h, w = uc.SampleSize[0], uc.SampleSize[1]
-	}
-	opts := sampler.Options{N: *n, Shape: []int{uc.InChannels, h, w}, Seed: *seed, StepsPerCall: *perCall}
-	if *perCall == 0 {
-		opts.StepsPerCall = stepsPerCall
-	}
-	if *initArg != "" {
-		if opts.Init, err = readTensorArg(*initArg); err != nil {
-			return err
-		}
-		d := opts.Init.Shape().Dimensions
-		if len(d) != 4 {
-			return fmt.Errorf("sample: --init %s: shape %v, want [N,C,H,W]", *initArg, d)
-		}
-		opts.N, opts.Shape = d[0], d[1:]
-	}
-	if *noiseArg != "" {
-		if opts.Noise, err = readTensorArg(*noiseArg); err != nil {
-			return err
-		}
-	}
+	fmt.Fprintf(stderr, "sampling %d images of %dx%dx%d from %s: %s\n", opts.N, opts.Shape[0], opts.Shape[1], opts.Shape[2], src, desc)
 	var frames []viz.Frame
-	if *trajectory != "" {
+	if *f.trajectory != "" {
 		opts.Record = recordSteps(len(plan), 10)
 		opts.OnStep = func(i, t int, xt, x0 *tensors.Tensor) {
 			frames = append(frames, viz.Frame{T: t, Xt: tensors.MustCopyFlatData[float32](xt), X0Hat: tensors.MustCopyFlatData[float32](x0)})
 		}
 	}
-	fmt.Fprintf(stderr, "sampling %d images of %dx%dx%d from %s: %s\n", opts.N, opts.Shape[0], opts.Shape[1], opts.Shape[2], describeSource(src, bundled), desc)
 	start := time.Now()
-	runner, err := sampler.NewRunner(b, model)
+	vals, err := sampleWithProgress(ctx, b, info, model, plan, opts, stderr)
 	if err != nil {
 		return err
 	}
-	defer runner.Finalize()
-	x, err := runner.Run(plan, opts)
+	el := time.Since(start)
+	written, err := f.write(vals, frames, opts)
 	if err != nil {
 		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (%d samples, %s, %.1fs on %s)\n", strings.Join(written, " and "), opts.N, desc, el.Seconds(), info.Kind)
+	return nil
+}
+
+// load loads the pipeline to sample and names its source.
+func (f *sampleFlags) load(ctx context.Context, stderr io.Writer) (*pipeline.Pipeline, string, error) {
+	src, name := *f.run, *f.run
+	switch {
+	case *f.model != "":
+		var err error
+		if src, err = resolveModel(ctx, *f.model, stderr); err != nil {
+			return nil, "", err
+		}
+		name = src
+	case *f.run == "":
+		var err error
+		if src, err = models.Dir("mnist"); err != nil {
+			return nil, "", err
+		}
+		name = "the bundled MNIST model"
+	default:
+		if err := checkRunDir("sample", src); err != nil {
+			return nil, "", err
+		}
+	}
+	p, err := loadPipeline(src, *f.online, stderr)
+	return p, name, err
+}
+
+func (f *sampleFlags) bundled() bool { return *f.run == "" && *f.model == "" }
+
+// plan builds the sampler's plan from --sampler, --steps, --eta and --variance.
+func (f *sampleFlags) plan(p *pipeline.Pipeline, info backend.Info) (sampler.Plan, string, error) {
+	kind := *f.sampler
+	if kind == "" {
+		kind = "ddpm"
+		if p.DefaultScheduler() == pipeline.DDIMScheduler || f.bundled() {
+			kind = "ddim"
+		}
+	}
+	sched, err := schedule.New(p.Schedule)
+	if err != nil {
+		return nil, "", err
+	}
+	n := *f.steps
+	switch {
+	case n > sched.T():
+		return nil, "", usagef("sample: --steps %d: want between 1 and %d, the model's number of diffusion steps", n, sched.T())
+	case n > 0:
+	case kind == "ddpm":
+		n = sched.T()
+	case f.bundled() && info.Kind == backend.Go:
+		n = 10 // 64 images in ~2.5 minutes on 2 cores
+	default:
+		n = 50
+	}
+	if kind == "ddim" {
+		if err := p.Check(pipeline.DDIMScheduler); err != nil {
+			return nil, "", err
+		}
+		c := p.DDIM
+		c.Eta = *f.eta
+		plan, err := c.Plan(sched, n)
+		return plan, fmt.Sprintf("DDIM, %d steps, eta %g", n, c.Eta), err
+	}
+	if err := p.Check(pipeline.DDPMScheduler); err != nil {
+		return nil, "", err
+	}
+	c := p.DDPM
+	if *f.variance != "" {
+		if err := c.Variance.UnmarshalText([]byte(*f.variance)); err != nil {
+			return nil, "", usagef("sample: --variance: %v", unprefix(err))
+		}
+	}
+	plan, err := c.Plan(sched, n)
+	return plan, fmt.Sprintf("DDPM, %d steps, variance %s", n, c.Variance), err
+}
+
+// options are the sampler's options: the shape, the seed, --init and --noise.
+func (f *sampleFlags) options(p *pipeline.Pipeline, plan sampler.Plan) (sampler.Options, error) {
+	uc := p.UNet.Config
+	h, w := 32, 32
+	if uc.SampleSize != nil {
+		h, w = uc.SampleSize[0], uc.SampleSize[1]
+	}
+	opts := sampler.Options{N: *f.n, Shape: []int{uc.InChannels, h, w}, Seed: *f.seed, StepsPerCall: *f.perCall}
+	if *f.perCall == 0 {
+		opts.StepsPerCall = stepsPerCall
+	}
+	var err error
+	if *f.init != "" {
+		if opts.Init, err = readTensorArg(*f.init); err != nil {
+			return opts, fmt.Errorf("sample: --init: %w", err)
+		}
+		d := opts.Init.Shape().Dimensions
+		if len(d) != 4 || d[1] != uc.InChannels || d[2] != h || d[3] != w {
+			return opts, usagef("sample: --init %s: shape %v, want [N,%d,%d,%d]", *f.init, d, uc.InChannels, h, w)
+		}
+		opts.N = d[0]
+	}
+	if *f.noise != "" {
+		if opts.Noise, err = readTensorArg(*f.noise); err != nil {
+			return opts, fmt.Errorf("sample: --noise: %w", err)
+		}
+		if d := opts.Noise.Shape().Dimensions; len(d) != 5 || d[0] != len(plan) || d[1] != opts.N {
+			return opts, usagef("sample: --noise %s: shape %v, want [%d,%d,%d,%d,%d] ([steps,N,C,H,W])", *f.noise, d, len(plan), opts.N, uc.InChannels, h, w)
+		}
+	}
+	return opts, nil
+}
+
+// sampleWithProgress runs the sampler with a progress bar, stopping at the next step when ctx is done.
+func sampleWithProgress(ctx context.Context, b backends.Backend, info backend.Info, model sampler.Model, plan sampler.Plan, opts sampler.Options, stderr io.Writer) ([]float32, error) {
+	runner, err := sampler.NewRunner(b, model)
+	if err != nil {
+		return nil, err
+	}
+	defer runner.Finalize()
+	bar := newProgress(stderr, "sampling", int64(len(plan)), "steps", "make it shorter with --steps or --n, or use a GPU (--backend cuda)")
+	opts.Progress = func(done, total int) { bar.update(int64(done), "") }
+	opts.Context = ctx
+	x, err := runner.Run(plan, opts)
+	bar.finish()
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "sampling stopped: nothing was written")
+			return nil, ctx.Err()
+		}
+		return nil, err
 	}
 	if info.Kind != backend.Go {
 		st := runner.Stats()
 		fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs%s; then %.2f ms per step\n", st.StepsPerCall,
 			(st.Draw + st.FirstCall).Seconds(), compileNote(info), st.SteadyStep().Seconds()*1000)
 	}
-	vals := tensors.MustCopyFlatData[float32](x)
-	el := time.Since(start)
-	if err := writeSamples(*out, vals, opts.N, opts.Shape, *cols, *scale); err != nil {
-		return err
+	return tensors.CopyFlatData[float32](x)
+}
+
+// write writes the samples and the trajectory and returns the files written.
+func (f *sampleFlags) write(vals []float32, frames []viz.Frame, opts sampler.Options) ([]string, error) {
+	if err := writeSamples(*f.out, vals, opts.N, opts.Shape, *f.cols, *f.scale); err != nil {
+		return nil, err
 	}
-	if *trajectory != "" {
+	written := []string{*f.out}
+	if *f.trajectory != "" {
 		// The last frame is the returned sample itself (x_0, nothing left to predict).
 		frames = append(frames, viz.Frame{T: -1, Xt: vals, X0Hat: vals})
-		if err := writeTrajectory(*trajectory, frames, opts.N, opts.Shape); err != nil {
-			return err
+		if err := writeTrajectory(*f.trajectory, frames, opts.N, opts.Shape); err != nil {
+			return written, err
 		}
+		written = append(written, "the trajectory "+*f.trajectory)
 	}
-	fmt.Fprintf(stdout, "wrote %s (%d samples, %s, %.1fs on %s)\n", *out, opts.N, desc, el.Seconds(), info.Kind)
-	return nil
+	return written, nil
+}
+
+// checkRunDir checks that dir is a folder and removes the leftovers of a killed writer if it is a run
+// folder.
+func checkRunDir(cmd, dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return usagef("%s: --run %s: no such folder (want a run folder of ddpm train)", cmd, dir)
+	}
+	if !fi.IsDir() {
+		return usagef("%s: --run %s is a file (want a run folder of ddpm train)", cmd, dir)
+	}
+	_, err = rundir.Clean(dir)
+	return err
 }
 
 // stepsPerCall is the default number of steps per compiled call, of sampling and of training, on

@@ -104,7 +104,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return trainStopped(s, err, stderr)
 	}
-	return finishTrain(s, rep, stdout, stderr)
+	return finishTrain(ctx, s, rep, stdout, stderr)
 }
 
 // open creates the run folder (--out) or opens it (--resume), after checking every flag.
@@ -139,6 +139,9 @@ func (f *trainFlags) open() (*rundir.Run, error) {
 	}
 	c, err := f.config()
 	if err != nil {
+		return nil, err
+	}
+	if err := checkOutputDir("train", "out", *f.out); err != nil {
 		return nil, err
 	}
 	if err := rundir.CheckNew(*f.out, *f.force); err != nil {
@@ -348,10 +351,18 @@ func trainStopped(s *rundir.Session, err error, stderr io.Writer) error {
 	return err
 }
 
-func finishTrain(s *rundir.Session, t *trainReport, stdout, stderr io.Writer) error {
+func finishTrain(ctx context.Context, s *rundir.Session, t *trainReport, stdout, stderr io.Writer) error {
 	final := filepath.Join(s.Run.Dir, rundir.SamplesDir, "final.png")
-	fmt.Fprintf(stderr, "drawing %s: %d samples x %d DDIM steps%s\n", final, rundir.GridSamples, s.Run.Config.SampleSteps, gridEstimate(s, t))
-	if err := s.Finish(); err != nil {
+	fmt.Fprintf(stderr, "checkpoint saved: %s\ndrawing %s: %d samples x %d DDIM steps%s\n", s.Saved, final,
+		rundir.GridSamples, s.Run.Config.SampleSteps, gridEstimate(s, t))
+	bar := newProgress(stderr, "sampling the grid", int64(s.Run.Config.SampleSteps), "steps", "")
+	err := s.Finish(ctx, func(done, _ int) { bar.update(int64(done), "") })
+	bar.finish()
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(stderr, "stopped while drawing %s; the training is complete and saved in %s\n", final, s.Saved)
+			return ctx.Err()
+		}
 		return err
 	}
 	msg := fmt.Sprintf("trained %d steps in %s", s.State.Step-t.step0+1, fmtDuration(time.Since(t.start)))
