@@ -80,8 +80,8 @@ func writeBytes(b []byte) func(io.Writer) error {
 	}
 }
 
-// rename is os.Rename; tests replace it to make a rename fail.
-var rename = os.Rename
+// rename is os.Rename (slowed by atomicfile.Delay in kill tests); tests replace it to make a rename fail.
+var rename = atomicfile.Rename
 
 // writeFiles writes files into dir as one change: all written under temporary names first, then each
 // renamed over its target (the old file hard-linked aside first), undone on the first failure, and the

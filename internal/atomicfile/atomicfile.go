@@ -77,6 +77,12 @@ func Temp(target string, write func(io.Writer) error) (name string, err error) {
 	return f.Name(), nil
 }
 
+// Rename is os.Rename after Delay, for writers that rename several files into place themselves.
+func Rename(from, to string) error {
+	time.Sleep(Delay)
+	return os.Rename(from, to)
+}
+
 // SyncDir makes renames in dir durable. Not every platform can sync a directory, so failures are
 // ignored.
 func SyncDir(dir string) {
