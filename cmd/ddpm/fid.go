@@ -70,191 +70,138 @@ type fidResult struct {
 	TotalS      float64 `json:"total_s"`
 }
 
-// runFID generates N samples (or reads images) and computes their FID against reference statistics.
-func runFID(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// fidFlags are the flags of ddpm fid.
+type fidFlags struct {
+	fs                                            *flag.FlagSet
+	set                                           map[string]bool
+	run, model, images, sampler, ref, features    *string
+	inception, classifier, save, dataDir, backend *string
+	n, steps, batch, featBatch                    *int
+	eta                                           *float64
+	seed                                          *int64
+	noCache, json                                 *bool
+}
+
+func newFIDFlags(stderr io.Writer) *fidFlags {
 	fs := newFlags("fid", "[--run DIR | --model DIR_OR_HUB | --images FILE.safetensors[#KEY] | --images DIR | --images DATA:SPLIT] [--ref SPEC] [flags]", stderr)
-	var (
-		runDir     = fs.String("run", "", "a run directory of ddpm train (its EMA weights)")
-		modelFlag  = fs.String("model", "", "a diffusers pipeline directory or hub name (default: the bundled MNIST model)")
-		imagesArg  = fs.String("images", "", "score these images instead of sampling: FILE.safetensors[#KEY] ([N,C,H,W] float32 in model space [-1, 1], as ddpm sample --out x.safetensors writes; key default \"sample\"), a folder of PNG/JPEG files, or real images DATA:SPLIT[A:B] (as --ref)")
-		n          = fs.Int("n", 0, "number of samples to generate, >= 2 (0: 5000); with --images, score the first N (0: all)")
-		samplerArg = fs.String("sampler", "ddpm", "ddpm (ancestral) or ddim")
-		steps      = fs.Int("steps", 0, "sampling steps (default: all T for ddpm, 100 for ddim)")
-		eta        = fs.Float64("eta", 0, "DDIM eta: 0 deterministic, 1 DDPM-like")
-		seed       = fs.Int64("seed", 0, "seed: batch k of --batch samples uses seed S+k (with --batch >= --n, the samples of ddpm sample --seed S)")
-		batch      = fs.Int("batch", 500, "samples per sampling call (one compiled graph; the last batch is sampled whole and cut)")
-		refArg     = fs.String("ref", "", "reference: a statistics file (.safetensors, from an earlier run's cache), a folder of images, or a split DATA:SPLIT[A:B] "+
+	return &fidFlags{fs: fs,
+		run:     fs.String("run", "", "a run folder of ddpm train (its EMA weights)"),
+		model:   fs.String("model", "", "a diffusers pipeline folder or hub name (default: the bundled MNIST model)"),
+		images:  fs.String("images", "", "score these images instead of sampling: FILE.safetensors[#KEY] ([N,C,H,W] float32 in model space [-1, 1], as ddpm sample --out x.safetensors writes; key default \"sample\"), a folder of PNG/JPEG files, or real images DATA:SPLIT[A:B] (as --ref)"),
+		n:       fs.Int("n", 0, "number of samples to generate, >= 2 (0: 5000); with --images, score the first N (0: all)"),
+		sampler: fs.String("sampler", "ddpm", "ddpm (ancestral) or ddim"),
+		steps:   fs.Int("steps", 0, "sampling steps (0: all T for ddpm, 100 for ddim)"),
+		eta:     fs.Float64("eta", 0, "DDIM eta >= 0: 0 deterministic, 1 DDPM-like"),
+		seed:    fs.Int64("seed", 0, "seed: batch k of --batch samples uses seed S+k (with --batch >= --n, the samples of ddpm sample --seed S)"),
+		batch:   fs.Int("batch", 500, "samples per sampling call (one compiled graph; the last batch is sampled whole and cut)"),
+		ref: fs.String("ref", "", "reference: a statistics file (.safetensors, from an earlier run's cache), a folder of images, or a split DATA:SPLIT[A:B] "+
 			"with DATA mnist or fashion-mnist, SPLIT train, test or holdout (10% of train, seed "+strconv.Itoa(refHoldOutSeed)+"), e.g. mnist:test[:5000] "+
-			"(default: mnist:test for the bundled model, DATA:holdout or DATA:test for a --run)")
-		featArg   = fs.String("features", "inception", "inception (pytorch-fid's, comparable with published FIDs) or classifier (ours, 28x28 grayscale, fast; its FIDs compare only with each other)")
-		inception = fs.String("inception-weights", "", "pytorch-fid's "+fid.InceptionWeightsFile+" (default: our cache, torch hub's cache, then a download)")
-		classDir  = fs.String("classifier", "", "classifier directory (default: models/classifier-DATA, then DDPM_CACHE/classifier-DATA)")
-		featBatch = fs.Int("feature-batch", 0, "images per feature-extraction call (default: 250 on XLA, 16 on the pure-Go backend; 500 for the classifier)")
-		save      = fs.String("save-samples", "", "also write the generated samples to this .safetensors (key \"sample\", [N,C,H,W], model space), to score them again with --images")
-		dataDir   = fs.String("data-dir", "", "directory holding the dataset's idx .gz files (for a DATA:SPLIT reference)")
-		noCache   = fs.Bool("no-cache", false, "recompute the reference statistics of a DATA:SPLIT even when they are cached")
-		jsonOut   = fs.Bool("json", false, "also print the result as one JSON line")
-		bk        = backendFlag(fs)
-	)
-	if err := parse(fs, args); err != nil {
-		return err
+			"(default: mnist:test for the bundled model, DATA:holdout or DATA:test for a --run)"),
+		features:   fs.String("features", "inception", "inception (pytorch-fid's, comparable with published FIDs) or classifier (ours, 28x28 grayscale, fast; its FIDs compare only with each other)"),
+		inception:  fs.String("inception-weights", "", "pytorch-fid's "+fid.InceptionWeightsFile+" (default: our cache, torch hub's cache, then a download; ignored with --features classifier)"),
+		classifier: fs.String("classifier", "", "classifier folder (default: models/classifier-DATA, DDPM_CACHE/classifier-DATA, then the bundled one)"),
+		featBatch:  fs.Int("feature-batch", 0, "images per feature-extraction call (0: 250 on XLA, 16 on the pure-Go backend, 500 for the classifier)"),
+		save:       fs.String("save-samples", "", "also write the generated samples to this .safetensors (key \"sample\", [N,C,H,W], model space), to score them again with --images"),
+		dataDir:    fs.String("data-dir", "", "folder holding the dataset's idx .gz files (for a DATA:SPLIT reference)"),
+		noCache:    fs.Bool("no-cache", false, "recompute the reference statistics of a DATA:SPLIT even when they are cached"),
+		json:       fs.Bool("json", false, "also print the result as one JSON line"),
+		backend:    backendFlag(fs),
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+}
+
+// check checks the flags and the output path before anything slow.
+func (f *fidFlags) check(stderr io.Writer) error {
+	f.set = map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	sources := 0
 	for _, name := range []string{"run", "model", "images"} {
-		if set[name] {
+		if f.set[name] {
 			sources++
 		}
 	}
+	*f.sampler = strings.ToLower(*f.sampler)
 	switch {
 	case sources > 1:
 		return usagef("fid: give one of --run, --model and --images")
-	case *n != 0 && *n < 2:
-		return usagef("fid: --n %d: want at least 2 images for a covariance (0: the default)", *n)
-	case *batch < 1:
-		return usagef("fid: --batch %d: want >= 1", *batch)
-	case *featBatch < 0:
-		return usagef("fid: --feature-batch %d: want >= 1 (0: the default)", *featBatch)
-	case *featArg != "inception" && *featArg != "classifier":
-		return usagef("fid: --features %q: want inception or classifier", *featArg)
-	case *save != "" && *imagesArg != "":
+	case *f.n != 0 && *f.n < 2:
+		return usagef("fid: --n %d: want at least 2 images for a covariance (0: the default)", *f.n)
+	case *f.batch < 1:
+		return usagef("fid: --batch %d: want >= 1", *f.batch)
+	case *f.featBatch < 0:
+		return usagef("fid: --feature-batch %d: want >= 1 (0: the default)", *f.featBatch)
+	case *f.eta < 0:
+		return usagef("fid: --eta %g: want >= 0", *f.eta)
+	case *f.save != "" && *f.images != "":
 		return usagef("fid: --save-samples keeps generated samples; with --images there are none")
-	case *save != "" && !strings.EqualFold(filepath.Ext(*save), ".safetensors"):
-		return usagef("fid: --save-samples %s: want a .safetensors file", *save)
 	}
-	if set["images"] {
+	if err := checkChoice("fid", "features", *f.features, "inception", "classifier"); err != nil {
+		return err
+	}
+	if err := checkChoice("fid", "sampler", *f.sampler, "ddpm", "ddim"); err != nil {
+		return err
+	}
+	if f.set["images"] {
 		for _, name := range []string{"sampler", "steps", "eta", "seed", "batch"} {
-			if set[name] {
+			if f.set[name] {
 				return usagef("fid: --%s is for sampling; with --images nothing is sampled", name)
 			}
 		}
 	}
-	if *n == 0 && *imagesArg == "" {
-		*n = 5000
+	if *f.n == 0 && *f.images == "" {
+		*f.n = 5000
 	}
-	if *featArg == "classifier" && *inception != "" {
+	if *f.features == "classifier" && *f.inception != "" {
 		fmt.Fprintln(stderr, "warning: --inception-weights is ignored with --features classifier")
 	}
-	if *save != "" {
-		if err := checkOutput("fid", "save-samples", *save, ".safetensors"); err != nil {
-			return err
-		}
+	if *f.save != "" {
+		return checkOutput("fid", "save-samples", *f.save, ".safetensors")
 	}
-	kind := strings.ToLower(*samplerArg)
-	if kind != "ddpm" && kind != "ddim" {
-		return usagef("fid: --sampler %q: want ddpm or ddim", *samplerArg)
+	return nil
+}
+
+// runFID generates N samples (or reads images) and computes their FID against reference statistics.
+func runFID(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f := newFIDFlags(stderr)
+	if err := parse(f.fs, args); err != nil {
+		return err
+	}
+	if err := f.check(stderr); err != nil {
+		return err
 	}
 	tStart := time.Now()
-	res := fidResult{Seed: *seed}
-
-	// The generator or the images, checked before anything slow.
-	var gen *fidGenerator
-	var imgs *fidImages
-	if *imagesArg != "" {
-		var err error
-		if imgs, err = readFIDImages(ctx, *imagesArg, *dataDir, stderr); err != nil {
-			return err
-		}
-		if *n > 0 {
-			if *n > imgs.n {
-				return fmt.Errorf("fid: --n %d, but %s holds %d images", *n, *imagesArg, imgs.n)
-			}
-			imgs.cut(*n)
-		}
-		if imgs.n < 2 {
-			return fmt.Errorf("fid: %s holds %d image; want at least 2 for a covariance", *imagesArg, imgs.n)
-		}
-		res.Source, res.Sampler, res.Steps, res.Eta = imgs.describe, imgs.meta["sampler"], atoi(imgs.meta["steps"]), atof(imgs.meta["eta"])
-		if s, err := strconv.ParseInt(imgs.meta["seed"], 10, 64); err == nil {
-			res.Seed = s
-		}
-	} else {
-		var err error
-		if gen, err = newFIDGenerator(ctx, *runDir, *modelFlag, kind, *steps, *eta, stderr); err != nil {
-			return err
-		}
-		res.Source, res.Sampler, res.Steps, res.Eta, res.Batch = gen.describe, kind, gen.steps, gen.eta, min(*batch, *n)
-		if kind == "ddpm" {
-			res.Eta = 0
-		}
-	}
-	var shape [3]int // [C,H,W] of the images to score
-	if imgs != nil {
-		shape = imgs.shape
-	} else {
-		shape = gen.shape
-	}
-
-	// The reference.
-	refSpec := *refArg
-	if refSpec == "" {
-		switch {
-		case gen != nil && gen.defaultRef != "":
-			refSpec = gen.defaultRef
-		default:
-			return usagef("fid: give --ref (a DATA:SPLIT such as mnist:test[:5000], a statistics file or an image folder)")
-		}
-	}
-	ref, err := parseRef(refSpec)
+	res := fidResult{Seed: *f.seed}
+	gen, imgs, shape, err := f.source(ctx, &res, stderr)
 	if err != nil {
 		return err
 	}
-	res.Ref, res.Dataset = ref.String(), ref.split.Dataset
-
-	// The extractor.
-	b, info, err := openBackend(*bk, stderr)
+	ref, err := f.reference(gen, &res)
+	if err != nil {
+		return err
+	}
+	b, info, err := openBackend(*f.backend, stderr)
 	if err != nil {
 		return err
 	}
 	res.Backend, res.Device = info.Kind.String(), info.Device
-	ext, err := loadExtractor(*featArg, *inception, *classDir, ref, shape)
+	ext, err := loadExtractor(*f.features, *f.inception, *f.classifier, ref, shape)
 	if err != nil {
 		return err
 	}
 	res.Extractor, res.WeightsHash = ext.Extractor().Name, ext.Extractor().WeightsHash
-	fb := *featBatch
-	if fb == 0 {
-		switch {
-		case *featArg == "classifier":
-			fb = 500
-		case info.Kind == backend.Go:
-			fb = 16
-		default:
-			fb = 250
-		}
-	}
+	fb := f.featureBatch(info)
 	fmt.Fprintf(stderr, "extractor: %s, sha256 %s\n", ext.Extractor().Name, short(ext.Extractor().WeightsHash))
 
 	// Reference statistics first: a bad reference fails before the long sampling.
 	t0 := time.Now()
-	refStats, cached, err := ref.stats(ctx, b, ext, *dataDir, fb, shape, *noCache, stderr)
+	refStats, cached, err := ref.stats(ctx, b, ext, *f.dataDir, fb, shape, *f.noCache, stderr)
 	if err != nil {
 		return err
 	}
 	res.RefS, res.RefCached, res.RefN = time.Since(t0).Seconds(), cached, refStats.N
-
-	// The images to score, in [0, 1].
-	var x []float32
-	if imgs != nil {
-		x, res.N = imgs.x, imgs.n
-	} else {
-		t1 := time.Now()
-		var first time.Duration
-		vals, err := gen.sample(ctx, b, info.Kind, *n, *batch, *seed, stderr, &first)
-		if err != nil {
-			return err
-		}
-		res.SampleS, res.FirstBatchS, res.N = time.Since(t1).Seconds(), first.Seconds(), *n
-		if *save != "" {
-			if err := gen.save(*save, vals, *n, *seed, *batch); err != nil {
-				return err
-			}
-			fmt.Fprintf(stderr, "wrote %s\n", *save)
-		}
-		x = toUnit(vals)
+	x, err := f.images01(ctx, b, info, gen, imgs, &res, stderr)
+	if err != nil {
+		return err
 	}
-
 	t2 := time.Now()
 	feats, err := extractFeatures(ctx, b, ext, x, res.N, shape, fb, "generated", stderr)
 	if err != nil {
@@ -266,20 +213,104 @@ func runFID(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	genStats.Extractor = ext.Extractor()
 	res.FeaturesS = time.Since(t2).Seconds()
-
 	t3 := time.Now()
-	d, err := fid.Distance(genStats, refStats)
-	if err != nil {
+	if res.FID, err = fid.Distance(genStats, refStats); err != nil {
 		return err
 	}
 	res.DistanceS = time.Since(t3).Seconds()
-	res.FID = d
 	res.TotalS = time.Since(tStart).Seconds()
+	return printFID(stdout, res, refStats, info, *f.features == "classifier", *f.json)
+}
 
-	fmt.Fprintf(stdout, "FID %.4f  (N %d vs %d reference images)\n", d, res.N, res.RefN)
+// source opens the generator (a model to sample) or reads the images to score.
+func (f *fidFlags) source(ctx context.Context, res *fidResult, stderr io.Writer) (*fidGenerator, *fidImages, [3]int, error) {
+	if *f.images == "" {
+		gen, err := newFIDGenerator(ctx, *f.run, *f.model, *f.sampler, *f.steps, *f.eta, stderr)
+		if err != nil {
+			return nil, nil, [3]int{}, err
+		}
+		res.Source, res.Sampler, res.Steps, res.Eta, res.Batch = gen.describe, *f.sampler, gen.steps, gen.eta, min(*f.batch, *f.n)
+		if *f.sampler == "ddpm" {
+			res.Eta = 0
+		}
+		return gen, nil, gen.shape, nil
+	}
+	imgs, err := readFIDImages(ctx, *f.images, *f.dataDir, stderr)
+	if err != nil {
+		return nil, nil, [3]int{}, err
+	}
+	if *f.n > 0 {
+		if *f.n > imgs.n {
+			return nil, nil, [3]int{}, fmt.Errorf("fid: --n %d, but %s holds %d images", *f.n, *f.images, imgs.n)
+		}
+		imgs.cut(*f.n)
+	}
+	if imgs.n < 2 {
+		return nil, nil, [3]int{}, fmt.Errorf("fid: %s holds %d image; want at least 2 for a covariance", *f.images, imgs.n)
+	}
+	res.Source, res.Sampler, res.Steps, res.Eta = imgs.describe, imgs.meta["sampler"], atoi(imgs.meta["steps"]), atof(imgs.meta["eta"])
+	if s, err := strconv.ParseInt(imgs.meta["seed"], 10, 64); err == nil {
+		res.Seed = s
+	}
+	return nil, imgs, imgs.shape, nil
+}
+
+// reference parses --ref, or takes the generator's default.
+func (f *fidFlags) reference(gen *fidGenerator, res *fidResult) (*fidRef, error) {
+	spec := *f.ref
+	if spec == "" {
+		if gen == nil || gen.defaultRef == "" {
+			return nil, usagef("fid: give --ref (a DATA:SPLIT such as mnist:test[:5000], a statistics file or an image folder)")
+		}
+		spec = gen.defaultRef
+	}
+	ref, err := parseRef(spec)
+	if err != nil {
+		return nil, err
+	}
+	res.Ref, res.Dataset = ref.String(), ref.split.Dataset
+	return ref, nil
+}
+
+func (f *fidFlags) featureBatch(info backend.Info) int {
+	switch {
+	case *f.featBatch > 0:
+		return *f.featBatch
+	case *f.features == "classifier":
+		return 500
+	case info.Kind == backend.Go:
+		return 16
+	}
+	return 250
+}
+
+// images01 returns the images to score in [0, 1]: the read ones, or new samples (saved if asked).
+func (f *fidFlags) images01(ctx context.Context, b backends.Backend, info backend.Info, gen *fidGenerator, imgs *fidImages, res *fidResult, stderr io.Writer) ([]float32, error) {
+	if imgs != nil {
+		res.N = imgs.n
+		return imgs.x, nil
+	}
+	t1 := time.Now()
+	var first time.Duration
+	vals, err := gen.sample(ctx, b, info.Kind, *f.n, *f.batch, *f.seed, stderr, &first)
+	if err != nil {
+		return nil, err
+	}
+	res.SampleS, res.FirstBatchS, res.N = time.Since(t1).Seconds(), first.Seconds(), *f.n
+	if *f.save != "" {
+		if err := gen.save(*f.save, vals, *f.n, *f.seed, *f.batch); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stderr, "wrote %s\n", *f.save)
+	}
+	return toUnit(vals), nil
+}
+
+func printFID(stdout io.Writer, res fidResult, refStats *fid.Stats, info backend.Info, classifier, asJSON bool) error {
+	fmt.Fprintf(stdout, "FID %.4f  (N %d vs %d reference images)\n", res.FID, res.N, res.RefN)
 	fmt.Fprintf(stdout, "  images:    %s\n", res.Source)
 	how := "computed"
-	if cached {
+	if res.RefCached {
 		how = "cached"
 	}
 	fmt.Fprintf(stdout, "  reference: %s (%s; %s)\n", res.Ref, how, refStats.Source)
@@ -289,10 +320,10 @@ func runFID(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if res.N != res.RefN {
 		fmt.Fprintf(stdout, "  note: FID is biased by N (it falls as N grows); compare FIDs of equal N only\n")
 	}
-	if *featArg == "classifier" {
+	if classifier {
 		fmt.Fprintf(stdout, "  note: classifier features (ours, not Inception): not comparable with published FIDs\n")
 	}
-	if *jsonOut {
+	if asJSON {
 		j, err := json.Marshal(res)
 		if err != nil {
 			return err
