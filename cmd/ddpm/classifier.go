@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/gomlx/gomlx/backends"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -82,18 +84,20 @@ func runClassifierTrain(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	cfg := def
 	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.Seed = *epochs, *maxSteps, *batch, *lr, *wd, *seed
-	b, info, err := openBackend(*bk, stderr)
-	if err != nil {
-		return err
-	}
 	cfg.StepsPerCall = *perCall
 	if cfg.StepsPerCall == 0 {
 		cfg.StepsPerCall = stepsPerCall
 	}
-	if err := cfg.Validate(); err != nil {
-		return usagef("classifier train: %v", err)
+	if err := checkClassifierFlags(cfg, *perCall, *evalB, *testN); err != nil {
+		return err
 	}
-
+	if err := checkOutputDir("classifier train", "out", *out); err != nil {
+		return err
+	}
+	b, info, err := openBackend(*bk, stderr)
+	if err != nil {
+		return err
+	}
 	opts := data.Options{Dir: *dataDir, Progress: downloadProgress(stderr)}
 	train, err := data.Load(ctx, *dataName, "train", opts)
 	if err != nil {
@@ -111,18 +115,7 @@ func runClassifierTrain(ctx context.Context, args []string, stdout, stderr io.Wr
 	fmt.Fprintf(stderr, "training the %s classifier on %d images (%s train less a %g hold-out), %d epochs at batch %d, %d steps per call\n",
 		*dataName, train.Len(), *dataName, *holdout, cfg.Epochs, cfg.BatchSize, cfg.StepsPerCall)
 	t0 := time.Now()
-	var bar *progress
-	var lastLoss float32
-	c, err := fid.TrainClassifier(ctx, b, train, cfg, func(p fid.ClassifierProgress) {
-		if bar == nil {
-			bar = newProgress(stderr, "training the classifier", p.Steps, "steps", "shorten it with --epochs, or use a GPU (--backend cuda)")
-		}
-		lastLoss = p.Losses[len(p.Losses)-1]
-		bar.update(p.Step, fmt.Sprintf("epoch %d, loss %.4f", p.Epoch+1, lastLoss))
-	})
-	if bar != nil {
-		bar.finish()
-	}
+	c, lastLoss, err := fitClassifier(ctx, b, train, cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -200,6 +193,46 @@ func runClassifierEval(ctx context.Context, args []string, stdout, stderr io.Wri
 	fmt.Fprintf(stdout, "test accuracy %.4f (%s test, %d images; %s) of %s, sha256 %s, %.1fs on %s\n",
 		acc, name, test.Len(), recorded, fid.ClassifierPath(path), c.Extractor().WeightsHash[:16], time.Since(t0).Seconds(), info.Kind)
 	return nil
+}
+
+// checkClassifierFlags checks classifier train's settings in the words of its flags.
+func checkClassifierFlags(cfg fid.ClassifierConfig, perCall, evalBatch, testN int) error {
+	for _, c := range []struct {
+		flag  string
+		v, lo int
+	}{{"epochs", cfg.Epochs, 0}, {"batch", cfg.BatchSize, 1}, {"steps-per-call", perCall, 0}, {"eval-batch", evalBatch, 1}, {"test-n", testN, 0}} {
+		if err := checkInt("classifier train", c.flag, c.v, c.lo, -1, ""); err != nil {
+			return err
+		}
+	}
+	switch {
+	case cfg.Epochs < 1 && cfg.MaxSteps < 1:
+		return usagef("classifier train: --epochs %d: want at least 1 (or --max-steps)", cfg.Epochs)
+	case cfg.MaxSteps < 0:
+		return usagef("classifier train: --max-steps %d: want >= 0", cfg.MaxSteps)
+	case !(cfg.LR > 0) || math.IsInf(cfg.LR, 0):
+		return usagef("classifier train: --lr %g: want > 0", cfg.LR)
+	case cfg.WeightDecay < 0:
+		return usagef("classifier train: --weight-decay %g: want >= 0", cfg.WeightDecay)
+	}
+	return nil
+}
+
+// fitClassifier trains the classifier with a progress bar; it returns the last loss too.
+func fitClassifier(ctx context.Context, b backends.Backend, train *data.Dataset, cfg fid.ClassifierConfig, stderr io.Writer) (*fid.Classifier, float32, error) {
+	var bar *progress
+	var lastLoss float32
+	c, err := fid.TrainClassifier(ctx, b, train, cfg, func(p fid.ClassifierProgress) {
+		if bar == nil {
+			bar = newProgress(stderr, "training the classifier", p.Steps, "steps", "shorten it with --epochs or --max-steps, or use a GPU (--backend cuda)")
+		}
+		lastLoss = p.Losses[len(p.Losses)-1]
+		bar.update(p.Step, fmt.Sprintf("epoch %d, loss %.4f", p.Epoch+1, lastLoss))
+	})
+	if bar != nil {
+		bar.finish()
+	}
+	return c, lastLoss, err
 }
 
 // loadTest loads the test split of a data set, its first n images when n > 0.

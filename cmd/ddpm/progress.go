@@ -65,8 +65,9 @@ func (p *progress) left(done int64, now time.Time) (time.Duration, bool) {
 // update shows done of total with a detail ("loss 0.0312").
 func (p *progress) update(done int64, detail string) {
 	now := time.Now()
-	if p.first.IsZero() {
-		p.first, p.done0, p.last = now, done, now
+	firstUpdate := p.first.IsZero()
+	if firstUpdate {
+		p.first, p.done0 = now, done
 	}
 	eta, known := p.left(done, now)
 	if known && !p.hinted && p.hint != "" && eta > time.Minute {
@@ -78,7 +79,7 @@ func (p *progress) update(done int64, detail string) {
 		p.bar.Set64(done)
 		return
 	}
-	if now.Sub(p.last) < p.interval && done != p.total {
+	if !firstUpdate && now.Sub(p.last) < p.interval && done != p.total {
 		return
 	}
 	p.last = now
