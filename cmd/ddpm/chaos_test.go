@@ -10,12 +10,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ddpm/ddpm/checkpoint"
 	"github.com/ddpm/ddpm/internal/atomicfile"
+	"github.com/ddpm/ddpm/internal/shared"
 	"github.com/ddpm/ddpm/pipeline"
 	rundir "github.com/ddpm/ddpm/run"
 	"github.com/ddpm/ddpm/unet"
@@ -182,4 +184,78 @@ func lossColumn(t *testing.T, dir string) []string {
 		out = append(out, r[0]+","+r[2])
 	}
 	return out
+}
+
+// Issue 14.10 with real signals: SIGTERM stops train with 143 after saving a checkpoint; SIGINT stops
+// sample with 130, writing nothing.
+func TestSignalsStopCommands(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	cmd := ddpmProcess(t, 0, tinyTrain(t, dir, 100000, "--checkpoint-every", "1000")...)
+	var out syncBuf
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); !strings.Contains(out.String(), "first call"); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			cmd.Process.Kill()
+			t.Fatalf("train did not start:\n%s", out.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 143 || !strings.Contains(out.String(), "stopped by SIGTERM") ||
+		!strings.Contains(out.String(), "checkpoint saved") {
+		t.Errorf("train after SIGTERM: exit %d (%v); want 143, a checkpoint and a clear message:\n%s", code, err, out.String())
+	}
+	if len(rundir.Checkpoints(dir)) != 1 {
+		t.Errorf("checkpoints after SIGTERM: %v; want the one saved on the way out", rundir.Checkpoints(dir))
+	}
+
+	src := shared.Path(t, "diffusers/tiny-ddpm-cifar10")
+	png := filepath.Join(t.TempDir(), "x.png")
+	cmd = ddpmProcess(t, 0, "sample", "--model", src, "--sampler", "ddpm", "--steps", "1000", "--n", "2", "--out", png)
+	out.Reset()
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); !strings.Contains(out.String(), "sampling "); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			cmd.Process.Kill()
+			t.Fatalf("sample did not start:\n%s", out.String())
+		}
+	}
+	cmd.Process.Signal(os.Interrupt)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 130 || !strings.Contains(out.String(), "stopped by SIGINT") {
+		t.Errorf("sample after SIGINT: exit %d; want 130 and a clear message:\n%s", code, out.String())
+	}
+	if _, err := os.Stat(png); err == nil {
+		t.Errorf("an interrupted sample wrote %s", png)
+	}
+}
+
+// syncBuf is a buffer that a process writes and a test reads at once.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuf) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
 }
