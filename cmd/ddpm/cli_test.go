@@ -111,6 +111,7 @@ func TestChecksBeforeWork(t *testing.T) {
 		{[]string{"train", "--out", filepath.Join(dir, "r"), "--batch", "0"}, "--batch 0"},
 		{[]string{"train", "--out", filepath.Join(dir, "r"), "--sample-steps", "5000"}, "--sample-steps 5000"},
 		{[]string{"train", "--out", file}, "is a file"},
+		{[]string{"toy", "--out", file}, "is a file"},
 	} {
 		_, stderr, err := ddpm(t, c.args...)
 		switch {

@@ -35,6 +35,9 @@ func runToy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case *samples < 1:
 		return usagef("toy: --samples %d: want at least 1", *samples)
 	}
+	if err := checkOutputDir("toy", "out", *out); err != nil {
+		return err
+	}
 	if err := cfg.Data.UnmarshalText([]byte(*dataName)); err != nil {
 		return usagef("toy: --data: %v", err)
 	}
