@@ -297,6 +297,7 @@ type trainReport struct {
 	info   backend.Info
 	bar    *progress
 	batch  int
+	from   int64 // the step this process started at
 	step0  int64 // the step of the first report
 	start  time.Time
 	train  time.Duration
@@ -306,7 +307,7 @@ type trainReport struct {
 
 func newTrainReport(w io.Writer, s *rundir.Session, info backend.Info) *trainReport {
 	hint := "shorten it with --max-steps, or use a GPU (--backend cuda)"
-	return &trainReport{s: s, info: info, w: w, start: time.Now(), batch: s.TrainConfig.BatchSize,
+	return &trainReport{s: s, info: info, w: w, start: time.Now(), batch: s.TrainConfig.BatchSize, from: s.State.Step,
 		bar: newProgress(w, "training", s.Total, "steps", hint)}
 }
 
@@ -322,7 +323,7 @@ func (t *trainReport) report(r rundir.Report) {
 	}
 	detail := fmt.Sprintf("epoch %d/%d, loss %.4f", r.Epoch, t.s.Epochs(), mean32(t.recent))
 	if rate := t.rate(r.Step); rate > 0 {
-		detail += fmt.Sprintf(", %.0f img/s", rate)
+		detail += ", " + fmtRate(rate)
 	}
 	t.bar.update(r.Step, detail)
 }
@@ -365,9 +366,9 @@ func finishTrain(ctx context.Context, s *rundir.Session, t *trainReport, stdout,
 		}
 		return err
 	}
-	msg := fmt.Sprintf("trained %d steps in %s", s.State.Step-t.step0+1, fmtDuration(time.Since(t.start)))
+	msg := fmt.Sprintf("trained %d steps (to step %d) in %s", s.State.Step-t.from, s.State.Step, fmtDuration(time.Since(t.start)))
 	if rate := t.rate(s.State.Step); rate > 0 {
-		msg += fmt.Sprintf("; steady state %.0f images/s, %s per epoch", rate,
+		msg += fmt.Sprintf("; steady state %s, %s per epoch", fmtRate(rate),
 			fmtDuration(time.Duration(float64(s.PerEpoch*int64(t.batch))/rate*float64(time.Second))))
 	}
 	if len(t.recent) > 0 {
@@ -390,6 +391,14 @@ func gridEstimate(s *rundir.Session, t *trainReport) string {
 		return ""
 	}
 	return fmt.Sprintf(", about %s (fewer with a smaller --sample-steps)", fmtDuration(d))
+}
+
+// fmtRate formats images per second with the digits that matter.
+func fmtRate(r float64) string {
+	if r < 10 {
+		return fmt.Sprintf("%.2f img/s", r)
+	}
+	return fmt.Sprintf("%.0f img/s", r)
 }
 
 func mean32(x []float32) float64 {
