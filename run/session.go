@@ -76,7 +76,11 @@ func (r *Run) Start(ctx context.Context, b backends.Backend, resume bool, opts d
 	if ds.Len() < tc.BatchSize {
 		return nil, fmt.Errorf("run: the batch size %d is larger than the data set (%d images)", tc.BatchSize, ds.Len())
 	}
-	if s.Trainer, err = train.New(b, tc, s.Model, s.Schedule, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, nil); err != nil {
+	labels, err := trainLabels(tc, uc, ds)
+	if err != nil {
+		return nil, err
+	}
+	if s.Trainer, err = train.New(b, tc, s.Model, s.Schedule, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, labels); err != nil {
 		return nil, err
 	}
 	s.PerEpoch = int64(ds.Len() / tc.BatchSize)
@@ -231,6 +235,34 @@ func (s *Session) SampleGrid(ctx context.Context, path string, progress func(don
 	return SampleGrid(ctx, s.backend, s.Model, s.State.EMA, s.Schedule, s.Run.Config, path, progress)
 }
 
+// trainLabels are the labels train.New needs: the data set's for a class-conditional run, else nil.
+func trainLabels(cfg train.Config, uc unet.Config, ds *data.Dataset) ([]int, error) {
+	if cfg.NumClasses == 0 {
+		if uc.ClassEmbedding() != unet.NoClasses {
+			return nil, fmt.Errorf("run: the UNet config has a class embedding (%s) but the run has no labels: train with --classes (which sets num_class_embeds itself)", uc.ClassEmbedding())
+		}
+		return nil, nil
+	}
+	if ds.Labels == nil {
+		return nil, fmt.Errorf("run: a class-conditional run needs labels, and %s has none", ds.Name)
+	}
+	return ds.Labels, nil
+}
+
+// gridClasses lays out a sample grid: one row of 8 per class (classes = the null label) for a
+// class-conditional model, of the plain conditional model (guidance 1), else 64 samples without labels.
+func gridClasses(uc unet.Config) (n int, labels []int32, err error) {
+	if uc.ClassEmbedding() == unet.NoClasses {
+		return GridSamples, nil, nil
+	}
+	null, err := uc.GuidanceNull(-1)
+	if err != nil {
+		return 0, nil, err
+	}
+	c, err := sampler.ParseClasses("all", null, 0, 8)
+	return len(c.Labels), c.Labels, err
+}
+
 // SampleGrid writes an 8x8 grid of samples of model with the weights ema (see Session.SampleGrid).
 func SampleGrid(ctx context.Context, b backends.Backend, model *unet.Model, ema *tensors.Tensor, sched *schedule.Schedule, c Config, path string, progress func(done, total int)) error {
 	dc := sampler.DefaultDDIM()
@@ -241,12 +273,16 @@ func SampleGrid(ctx context.Context, b backends.Backend, model *unet.Model, ema 
 	}
 	uc := model.Config
 	shape := []int{uc.InChannels, uc.SampleSize[0], uc.SampleSize[1]}
-	x, err := sampler.Run(b, train.SamplerModel(model, ema), plan, sampler.Options{N: GridSamples, Shape: shape, Seed: 1, StepsPerCall: 1,
-		Progress: progress, Context: ctx})
+	n, labels, err := gridClasses(uc)
 	if err != nil {
 		return err
 	}
-	img, err := viz.Grid(tensors.MustCopyFlatData[float32](x), GridSamples, shape[0], shape[1], shape[2], 8, viz.GridOptions{Padding: 2, Scale: 2})
+	x, err := sampler.Run(b, train.SamplerModel(model, ema), plan, sampler.Options{N: n, Shape: shape, Seed: 1, StepsPerCall: 1,
+		Labels: labels, Progress: progress, Context: ctx})
+	if err != nil {
+		return err
+	}
+	img, err := viz.Grid(tensors.MustCopyFlatData[float32](x), n, shape[0], shape[1], shape[2], 8, viz.GridOptions{Padding: 2, Scale: 2})
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func RunHost(den HostDenoiser, plan Plan, opts Options) (*tensors.Tensor, error)
 	if len(plan) == 0 {
 		return nil, fmt.Errorf("sampler: empty plan; build one with DDPM.Plan or DDIM.Plan")
 	}
-	if err := opts.validate(len(plan)); err != nil {
+	if err := opts.validate(plan); err != nil {
 		return nil, err
 	}
 	dims := append([]int{opts.N}, opts.Shape...)
@@ -62,9 +62,9 @@ func RunHost(den HostDenoiser, plan Plan, opts Options) (*tensors.Tensor, error)
 	}
 	var noise []float32
 	if opts.Noise != nil {
-		flat, err := tensors.CopyFlatData[float32](opts.Noise)
+		flat, err := opts.stepNoise(plan)
 		if err != nil {
-			return nil, fmt.Errorf("sampler: run: Options.Noise: %w", err)
+			return nil, err
 		}
 		noise = flat
 	}
@@ -74,6 +74,7 @@ func RunHost(den HostDenoiser, plan Plan, opts Options) (*tensors.Tensor, error)
 		record[i] = true
 	}
 
+	var h [2][]float32 // the saved buffers (nil: zero)
 	ts := make([]int32, opts.N)
 	for i, st := range plan {
 		if err := opts.stopped(i, len(plan)); err != nil {
@@ -82,7 +83,7 @@ func RunHost(den HostDenoiser, plan Plan, opts Options) (*tensors.Tensor, error)
 		for j := range ts {
 			ts[j] = int32(st.T)
 		}
-		m, err := den(xt, ts, labels)
+		m, err := den(st.Coef.ModelInput(xt), ts, labels)
 		if err != nil {
 			return nil, fmt.Errorf("sampler: run: step %d (t=%d): %w", i, st.T, err)
 		}
@@ -97,7 +98,8 @@ func RunHost(den HostDenoiser, plan Plan, opts Options) (*tensors.Tensor, error)
 		case st.Coef.Sigma != 0:
 			z = normal()
 		}
-		prev, x0Hat := Step(st.Coef, xt, m, z)
+		prev, x0Hat, next := Advance(st.Coef, xt, m, z, h)
+		h = next
 		if record[i] {
 			opts.OnStep(i, st.T, tensors.FromFlatDataAndDimensions(xt, dims...), tensors.FromFlatDataAndDimensions(x0Hat, dims...))
 		}

@@ -195,3 +195,46 @@ func TestRunHostErrors(t *testing.T) {
 		t.Errorf("nil denoiser: no error")
 	}
 }
+
+// TestCompactNoise: Noise with one draw per noisy step (DDPM: none at t = 0) gives the samples of the full
+// [steps,...] noise, in both loops.
+func TestCompactNoise(t *testing.T) {
+	b := shared.GoBackend(t)
+	s, _ := schedule.New(schedule.Default())
+	plan, err := DefaultDDPM().Plan(s, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.noisy() != 4 {
+		t.Fatalf("DDPM 5 steps: %d noisy steps; want 4 (none at t = 0)", plan.noisy())
+	}
+	model := fakeModel{w: 0.6, u: 0.2}
+	rng := rand.New(rand.NewPCG(11, 12))
+	xT, full := normals(rng, 8), normals(rng, 5*8)
+	for _, host := range []bool{true, false} {
+		var got [2][]float32
+		for k, noise := range []*tensors.Tensor{
+			tensors.FromFlatDataAndDimensions(slices.Clone(full), 5, 2, 1, 2, 2),
+			tensors.FromFlatDataAndDimensions(slices.Clone(full[:4*8]), 4, 2, 1, 2, 2),
+		} {
+			opts := Options{N: 2, Shape: []int{1, 2, 2}, Init: tensors.FromFlatDataAndDimensions(slices.Clone(xT), 2, 1, 2, 2), Noise: noise}
+			var x *tensors.Tensor
+			if host {
+				x, err = RunHost(model.hostDenoiser(4), plan, opts)
+			} else {
+				x, err = Run(b, model, plan, opts)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[k] = flat32(t, x)
+		}
+		if fmt.Sprint(got[0]) != fmt.Sprint(got[1]) {
+			t.Errorf("host=%v: full noise gives %v, compact %v", host, got[0], got[1])
+		}
+	}
+	bad := Options{N: 2, Shape: []int{1, 2, 2}, Noise: tensors.FromFlatDataAndDimensions(make([]float32, 3*8), 3, 2, 1, 2, 2)}
+	if _, err := RunHost(model.hostDenoiser(4), plan, bad); err == nil || !containsAll(err.Error(), "[5 2 1 2 2]", "[4 2 1 2 2]") {
+		t.Errorf("3 draws for 5 steps: error %v; want one naming both accepted shapes", err)
+	}
+}

@@ -50,7 +50,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	res := map[string]any{"what": *f.what, "backend": info.Kind.String(), "device": info.Device}
 	if *f.what == "train" {
-		err = benchTrain(ctx, b, f, res, stderr)
+		err = benchTrain(ctx, b, info, f, res, stderr)
 	} else {
 		err = benchSample(ctx, b, f, res, stderr)
 	}
@@ -67,11 +67,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // benchFlags are the flags of ddpm bench.
 type benchFlags struct {
-	fs                                    *flag.FlagSet
-	what, preset, sampler, precision, out *string
-	backend                               *string
-	batch, steps, perCall, repeat         *int
-	random                                *bool
+	fs                                     *flag.FlagSet
+	what, preset, sampler, precision, out  *string
+	backend                                *string
+	batch, steps, perCall, repeat, devices *int
+	random                                 *bool
 }
 
 func newBenchFlags(stderr io.Writer) *benchFlags {
@@ -88,6 +88,7 @@ func newBenchFlags(stderr io.Writer) *benchFlags {
 		random:    fs.Bool("random-weights", false, "sample: a UNet of --preset with random weights and a default DDPM scheduler (for timing)"),
 		repeat:    fs.Int("repeat", 1, "sample: run the whole sampling this many times in one process, the later runs with the graphs compiled (reported as repeat_wall_s)"),
 		backend:   backendFlag(fs),
+		devices:   fs.Int("devices", 0, devicesUsage),
 	}
 }
 
@@ -116,7 +117,7 @@ func (f *benchFlags) check() error {
 }
 
 // benchTrain measures training throughput on random images, the first call apart.
-func benchTrain(ctx context.Context, b backends.Backend, f *benchFlags, res map[string]any, stderr io.Writer) error {
+func benchTrain(ctx context.Context, b backends.Backend, info backend.Info, f *benchFlags, res map[string]any, stderr io.Writer) error {
 	cfg, err := unet.Preset(*f.preset)
 	if err != nil {
 		return usagef("bench: --preset %s: want one of %s", *f.preset, presetNames())
@@ -145,6 +146,9 @@ func benchTrain(ctx context.Context, b backends.Backend, f *benchFlags, res map[
 	}
 	tr, err := train.New(b, tc, m, s, imgs, []int{n, c, h, w}, nil)
 	if err != nil {
+		return err
+	}
+	if res["devices"], err = useDevices(tr, b, info, *f.devices, tc.BatchSize, stderr); err != nil {
 		return err
 	}
 	st, err := tr.Init(0)

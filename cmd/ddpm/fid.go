@@ -89,8 +89,8 @@ func newFIDFlags(stderr io.Writer) *fidFlags {
 		model:   fs.String("model", "", "a diffusers pipeline folder or hub name (default: the bundled MNIST model)"),
 		images:  fs.String("images", "", "score these images instead of sampling: FILE.safetensors[#KEY] ([N,C,H,W] float32 in model space [-1, 1], as ddpm sample --out x.safetensors writes; key default \"sample\"), a folder of PNG/JPEG files, or real images DATA:SPLIT[A:B] (as --ref)"),
 		n:       fs.Int("n", 0, "number of samples to generate, >= 2 (0: 5000); with --images, score the first N (0: all)"),
-		sampler: fs.String("sampler", "ddpm", "ddpm (ancestral) or ddim"),
-		steps:   fs.Int("steps", 0, "sampling steps (0: all T for ddpm, 100 for ddim)"),
+		sampler: fs.String("sampler", "ddpm", "ddpm (ancestral), ddim, dpmsolver++, sde-dpmsolver++, euler, euler_ancestral or heun"),
+		steps:   fs.Int("steps", 0, "sampling steps (0: all T for ddpm, 100 for the others)"),
 		eta:     fs.Float64("eta", 0, "DDIM eta >= 0: 0 deterministic, 1 DDPM-like"),
 		seed:    fs.Int64("seed", 0, "seed: batch k of --batch samples uses seed S+k (with --batch >= --n, the samples of ddpm sample --seed S)"),
 		batch:   fs.Int("batch", 500, "samples per sampling call (one compiled graph; the last batch is sampled whole and cut)"),
@@ -137,8 +137,9 @@ func (f *fidFlags) check(stderr io.Writer) error {
 	if err := checkChoice("fid", "features", *f.features, "inception", "classifier"); err != nil {
 		return err
 	}
-	if err := checkChoice("fid", "sampler", *f.sampler, "ddpm", "ddim"); err != nil {
-		return err
+	var knownKind pipeline.Scheduler
+	if err := knownKind.UnmarshalText([]byte(*f.sampler)); err != nil {
+		return usagef("fid: --sampler %q: %v", *f.sampler, unprefix(err))
 	}
 	if f.set["images"] {
 		for _, name := range []string{"sampler", "steps", "eta", "seed", "batch"} {
@@ -478,34 +479,23 @@ func newFIDGenerator(ctx context.Context, runDir, modelFlag, kind string, steps 
 		return nil, err
 	}
 	g := &fidGenerator{model: model, src: src, kind: kind, eta: eta}
+	var desc string
 	if steps == 0 {
 		steps = sched.T()
-		if kind == "ddim" {
+		if kind != "ddpm" && kind != "ddpmscheduler" {
 			steps = 100
 		}
 	}
 	g.steps = steps
-	var desc string
-	switch kind {
-	case "ddpm":
-		if err := p.Check(pipeline.DDPMScheduler); err != nil {
-			return nil, err
-		}
-		if g.plan, err = p.DDPM.Plan(sched, steps); err != nil {
-			return nil, err
-		}
-		desc = fmt.Sprintf("DDPM %d steps (variance %s)", steps, p.DDPM.Variance)
-	case "ddim":
-		if err := p.Check(pipeline.DDIMScheduler); err != nil {
-			return nil, err
-		}
-		c := p.DDIM
-		c.Eta = eta
-		if g.plan, err = c.Plan(sched, steps); err != nil {
-			return nil, err
-		}
-		desc = fmt.Sprintf("DDIM %d steps (eta %g)", steps, eta)
+	cfg, err := p.SchedulerJSON()
+	if err != nil {
+		return nil, err
 	}
+	r, err := pipeline.Choice{Class: kind, Steps: steps, Eta: eta}.Plan(cfg)
+	if err != nil {
+		return nil, usagef("fid: %v", err)
+	}
+	g.plan, desc = r.Plan, r.Desc
 	uc := p.UNet.Config
 	h, w := 32, 32
 	if uc.SampleSize != nil {

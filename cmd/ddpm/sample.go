@@ -12,12 +12,10 @@ import (
 
 	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/checkpoint"
-	"github.com/ddpm/ddpm/models"
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
 	rundir "github.com/ddpm/ddpm/run"
 	"github.com/ddpm/ddpm/sampler"
-	"github.com/ddpm/ddpm/schedule"
 	"github.com/ddpm/ddpm/train"
 	"github.com/ddpm/ddpm/unet"
 	"github.com/ddpm/ddpm/viz"
@@ -42,7 +40,9 @@ type sampleFlags struct {
 	steps, n, cols, scale, perCall           *int
 	eta                                      *float64
 	seed                                     *int64
-	online, exact                            *bool
+	online, exact, karras                    *bool
+	schedSet                                 *[]string
+	cond                                     condSampleFlags
 }
 
 func newSampleFlags(stderr io.Writer) *sampleFlags {
@@ -50,8 +50,10 @@ func newSampleFlags(stderr io.Writer) *sampleFlags {
 	return &sampleFlags{fs: fs,
 		run:        fs.String("run", "", "a run folder of ddpm train (its EMA weights)"),
 		model:      fs.String("model", "", "a diffusers pipeline folder or a hub name such as google/ddpm-cifar10-32 (default: the bundled MNIST model)"),
-		sampler:    fs.String("sampler", "", "ddpm (ancestral) or ddim (default: the pipeline's scheduler; ddim for the bundled model)"),
-		scheduler:  fs.String("scheduler", "", "same as --sampler, in diffusers' words"),
+		sampler:    fs.String("sampler", "", "dpmsolver++, sde-dpmsolver++, euler, euler_ancestral, heun, ddim or ddpm (default: the pipeline's scheduler; see pipeline.DefaultSampler for the bundled model)"),
+		scheduler:  fs.String("scheduler", "", "same as --sampler, in diffusers' words (a class name such as DPMSolverMultistepScheduler also works)"),
+		karras:     fs.Bool("karras", false, "Karras sigmas (use_karras_sigmas) for dpmsolver++, euler and heun"),
+		schedSet:   stringsFlag(fs, "scheduler-config", "a scheduler setting key=value over the pipeline's scheduler_config.json, e.g. solver_order=3 (repeatable)"),
 		steps:      fs.Int("steps", 0, "sampling steps, 1 to the model's T (default: T for ddpm, 50 for ddim, 10 for the bundled model on the pure-Go backend)"),
 		eta:        fs.Float64("eta", 0, "DDIM eta >= 0: 0 deterministic, 1 DDPM-like"),
 		variance:   fs.String("variance", "", "DDPM variance: fixed_large (beta_t), fixed_small (beta-tilde) or fixed_small_log (default: the scheduler config's)"),
@@ -59,7 +61,7 @@ func newSampleFlags(stderr io.Writer) *sampleFlags {
 		cols:       fs.Int("cols", 0, "grid columns (0: square)"),
 		seed:       fs.Int64("seed", 0, "seed of x_T and the step noise (same seed, same samples on the same backend)"),
 		out:        fs.String("out", "samples.png", "output: .png (a grid, clamped to [-1, 1]) or .safetensors (key \"sample\", [N,C,H,W] float32, model space, unclamped)"),
-		init:       fs.String("init", "", "x_T from FILE.safetensors#KEY ([N,C,H,W] float32) instead of the seed"),
+		init:       fs.String("init", "", "x_T from FILE.safetensors#KEY ([N,C,H,W] float32, unit normal: the scheduler multiplies it by its init_noise_sigma) instead of the seed"),
 		noise:      fs.String("noise", "", "the step noise from FILE.safetensors#KEY ([steps,N,C,H,W], in step order) instead of the seed"),
 		trajectory: fs.String("trajectory", "", "also write ~10 frames of the reverse process (x_t and the model's x0 estimate) to this .png or .gif"),
 		online:     fs.Bool("online", false, "with --run: use the online weights of the last checkpoint instead of the EMA weights"),
@@ -67,6 +69,7 @@ func newSampleFlags(stderr io.Writer) *sampleFlags {
 		perCall:    fs.Int("steps-per-call", 0, "sampling steps per compiled call (0: 1; more steps per call compile longer than they save)"),
 		exact:      fs.Bool("exact", false, "float32-exact products and convolutions on GPUs (3 TF32 passes, 3x slower; default: TF32 tensor cores)"),
 		backend:    backendFlag(fs),
+		cond:       addCondSampleFlags(fs),
 	}
 }
 
@@ -78,7 +81,6 @@ func (f *sampleFlags) check() error {
 		}
 		*f.sampler = *f.scheduler
 	}
-	*f.sampler = strings.ToLower(*f.sampler)
 	switch {
 	case *f.run != "" && *f.model != "":
 		return usagef("sample: give --run or --model, not both")
@@ -90,8 +92,9 @@ func (f *sampleFlags) check() error {
 		return usagef("sample: --trajectory and --out are the same file")
 	}
 	if *f.sampler != "" {
-		if err := checkChoice("sample", "sampler", *f.sampler, "ddpm", "ddim"); err != nil {
-			return err
+		var k pipeline.Scheduler
+		if err := k.UnmarshalText([]byte(*f.sampler)); err != nil && k.UnmarshalText([]byte(strings.ToLower(*f.sampler))) != nil {
+			return usagef("sample: --sampler %q: %v", *f.sampler, unprefix(err))
 		}
 	}
 	if *f.variance != "" {
@@ -154,6 +157,10 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	model, desc, err = f.conditional(p, &opts, model, desc)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(stderr, "sampling %d images of %dx%dx%d from %s: %s\n", opts.N, opts.Shape[0], opts.Shape[1], opts.Shape[2], src, desc)
 	var frames []viz.Frame
 	if *f.trajectory != "" {
@@ -188,10 +195,10 @@ func (f *sampleFlags) load(ctx context.Context, stderr io.Writer) (*pipeline.Pip
 		name = src
 	case *f.run == "":
 		var err error
-		if src, err = models.Dir("mnist"); err != nil {
+		if src, err = f.cond.bundled(); err != nil {
 			return nil, "", err
 		}
-		name = "the bundled MNIST model"
+		name = "the bundled " + filepath.Base(src) + " model"
 	default:
 		if err := checkRunDir("sample", src); err != nil {
 			return nil, "", err
@@ -203,52 +210,65 @@ func (f *sampleFlags) load(ctx context.Context, stderr io.Writer) (*pipeline.Pip
 
 func (f *sampleFlags) bundled() bool { return *f.run == "" && *f.model == "" }
 
-// plan builds the sampler's plan from --sampler, --steps, --eta and --variance.
+// plan builds the sampling plan the flags ask for (chooseSampler), after checking --steps against the
+// model's T.
 func (f *sampleFlags) plan(p *pipeline.Pipeline, info backend.Info) (sampler.Plan, string, error) {
-	kind := *f.sampler
-	if kind == "" {
-		kind = "ddpm"
-		if p.DefaultScheduler() == pipeline.DDIMScheduler || f.bundled() {
-			kind = "ddim"
-		}
+	if *f.steps > p.Schedule.T {
+		return nil, "", usagef("sample: --steps %d: want between 1 and %d, the model's number of diffusion steps", *f.steps, p.Schedule.T)
 	}
-	sched, err := schedule.New(p.Schedule)
+	return chooseSampler(p, *f.sampler, *f.steps, *f.eta, *f.variance, *f.karras, *f.schedSet, f.bundled(), info.Kind == backend.Go)
+}
+
+// chooseSampler builds the sampling plan the flags ask for (pipeline.Choice: the scheduler class built from
+// the pipeline's scheduler_config.json as diffusers' from_config does), or the default one.
+func chooseSampler(p *pipeline.Pipeline, class string, steps int, eta float64, variance string, karras bool, settings []string, bundled, cpu bool) (sampler.Plan, string, error) {
+	cfg, err := p.SchedulerJSON()
 	if err != nil {
 		return nil, "", err
 	}
-	n := *f.steps
-	switch {
-	case n > sched.T():
-		return nil, "", usagef("sample: --steps %d: want between 1 and %d, the model's number of diffusion steps", n, sched.T())
-	case n > 0:
-	case kind == "ddpm":
-		n = sched.T()
-	case f.bundled() && info.Kind == backend.Go:
-		n = 10 // 64 images in ~2.5 minutes on 2 cores
-	default:
-		n = 50
-	}
-	if kind == "ddim" {
-		if err := p.Check(pipeline.DDIMScheduler); err != nil {
-			return nil, "", err
-		}
-		c := p.DDIM
-		c.Eta = *f.eta
-		plan, err := c.Plan(sched, n)
-		return plan, fmt.Sprintf("DDIM, %d steps, eta %g", n, c.Eta), err
-	}
-	if err := p.Check(pipeline.DDPMScheduler); err != nil {
-		return nil, "", err
-	}
-	c := p.DDPM
-	if *f.variance != "" {
-		if err := c.Variance.UnmarshalText([]byte(*f.variance)); err != nil {
-			return nil, "", usagef("sample: --variance: %v", unprefix(err))
+	c := pipeline.Choice{Class: class, Steps: steps, Eta: eta, Karras: karras, Overrides: settings}
+	if class == "" {
+		switch {
+		case bundled:
+			def := pipeline.DefaultSampler(cpu)
+			c.Class = def.Class
+			if steps == 0 {
+				c = def
+				c.Eta, c.Karras, c.Overrides = eta, karras, settings
+			}
+		case p.DefaultScheduler() == pipeline.DDIMScheduler:
+			c.Class = "ddim"
+		default:
+			c.Class = p.DefaultScheduler().String()
 		}
 	}
-	plan, err := c.Plan(sched, n)
-	return plan, fmt.Sprintf("DDPM, %d steps, variance %s", n, c.Variance), err
+	if variance != "" {
+		c.Overrides = append(c.Overrides, "variance_type="+variance)
+	}
+	if c.Steps == 0 {
+		c.Steps = 50 // diffusers pipelines' default; all T for DDPM
+		if cls := strings.ToLower(c.Class); cls == "ddpm" || cls == "ddpmscheduler" {
+			c.Steps = p.Schedule.T
+		}
+	}
+	r, err := c.Plan(cfg)
+	if err != nil {
+		return nil, "", usagef("sample: %v", unprefix(err))
+	}
+	return r.Plan, r.Desc, nil
 }
+
+// stringsFlag is a repeatable string flag.
+func stringsFlag(fs *flag.FlagSet, name, usage string) *[]string {
+	var v stringList
+	fs.Var(&v, name, usage)
+	return (*[]string)(&v)
+}
+
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, " ") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // options are the sampler's options: the shape, the seed, --init and --noise.
 func (f *sampleFlags) options(p *pipeline.Pipeline, plan sampler.Plan) (sampler.Options, error) {
@@ -281,6 +301,22 @@ func (f *sampleFlags) options(p *pipeline.Pipeline, plan sampler.Plan) (sampler.
 		}
 	}
 	return opts, nil
+}
+
+// conditional applies --class, --guidance and --null-label (cond.go): labels in opts, a guided model,
+// a grid of one row per class.
+func (f *sampleFlags) conditional(p *pipeline.Pipeline, opts *sampler.Options, m sampler.Model, desc string) (sampler.Model, string, error) {
+	guided, classCols, condDesc, err := f.cond.apply(f.fs, p.UNet.Config, opts, m, *f.cols)
+	if err != nil {
+		return nil, "", err
+	}
+	if classCols > 0 {
+		*f.cols = classCols
+	}
+	if condDesc != "" {
+		desc += ", " + condDesc
+	}
+	return guided, desc, nil
 }
 
 // sampleWithProgress runs the sampler with a progress bar, stopping at the next step when ctx is done.

@@ -35,6 +35,8 @@ type trainFlags struct {
 	lr, wd, emaDecay, gradClip, holdout, ckptMinutes    *float64
 	seed                                                *uint64
 	emaWarmup, force                                    *bool
+	devices                                             *int
+	cond                                                condTrainFlags
 }
 
 func newTrainFlags(stderr io.Writer) *trainFlags {
@@ -71,6 +73,8 @@ func newTrainFlags(stderr io.Writer) *trainFlags {
 		precision:   fs.String("precision", "fp32", "compute precision: fp32, or bf16 (bfloat16 compute, float32 master weights and EMA)"),
 		variance:    fs.String("ddpm-variance", "fixed_large", "the DDPM sampler's variance in the saved scheduler: fixed_large (beta_t) or fixed_small (beta-tilde)"),
 		backend:     backendFlag(fs),
+		devices:     fs.Int("devices", 0, devicesUsage), // data parallel (devices.go)
+		cond:        addCondTrainFlags(fs),
 	}
 }
 
@@ -90,6 +94,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	s, err := r.Start(ctx, b, *f.resume != "", data.Options{Dir: *f.dataDir, Progress: downloadProgress(stderr)}, stepsPerCall)
 	if err != nil {
+		return err
+	}
+	if _, err := useDevices(s.Trainer, b, info, *f.devices, s.TrainConfig.BatchSize, stderr); err != nil {
 		return err
 	}
 	announceTrain(stderr, s)
@@ -170,7 +177,7 @@ func (f *trainFlags) override(c *rundir.Config, set map[string]bool) error {
 			c.SampleEvery = *f.sampleEvery
 		case "data-dir":
 			c.DataDir = *f.dataDir
-		case "backend", "resume":
+		case "backend", "resume", "devices":
 		default:
 			return usagef("train: --%s cannot change when resuming (it is fixed in %s); start a new run with --out", name, rundir.ConfigFile)
 		}
@@ -209,6 +216,9 @@ func (f *trainFlags) config() (rundir.Config, error) {
 	}
 	uc, err := chooseUNet(*f.preset, *f.unetCfg)
 	if err != nil {
+		return c, err
+	}
+	if err := f.cond.apply(f.fs, *f.data, &c.Train, &uc); err != nil {
 		return c, err
 	}
 	c.UNet, err = json.Marshal(uc)
