@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/data"
 	"github.com/ddpm/ddpm/fid"
 )
@@ -119,30 +120,7 @@ func runClassifierTrain(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	trainTime := time.Since(t0)
-	t1 := time.Now()
-	acc, err := c.Accuracy(b, test, *evalB)
-	if err != nil {
-		return err
-	}
-	evalTime := time.Since(t1)
-	c.Metadata["test_accuracy"] = strconv.FormatFloat(acc, 'f', 4, 64)
-	c.Metadata["test_images"] = strconv.Itoa(test.Len())
-	c.Metadata["holdout"] = strconv.FormatFloat(*holdout, 'g', -1, 64)
-	c.Metadata["holdout_seed"] = strconv.Itoa(refHoldOutSeed)
-	c.Metadata["backend"] = info.Kind.String()
-	if err := c.Save(*out); err != nil {
-		return err
-	}
-	fi, _ := os.Stat(fid.ClassifierPath(*out))
-	var size int64
-	if fi != nil {
-		size = fi.Size()
-	}
-	fmt.Fprintf(stdout, "test accuracy %.4f (%s test, %d images)\n", acc, *dataName, test.Len())
-	fmt.Fprintf(stdout, "wrote %s (%.2f MB, sha256 %s; extractor %q)\n", fid.ClassifierPath(*out), float64(size)/1e6, c.Extractor().WeightsHash[:16], c.Extractor().Name)
-	fmt.Fprintf(stdout, "time: training %.1fs (%s steps, last loss %.4f), test %.1fs, on %s\n", trainTime.Seconds(), c.Metadata["steps"], lastLoss, evalTime.Seconds(), info.Kind)
-	return nil
+	return saveClassifier(c, b, info, test, *out, *dataName, *holdout, *evalB, lastLoss, time.Since(t0), stdout)
 }
 
 func runClassifierEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -192,6 +170,34 @@ func runClassifierEval(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	fmt.Fprintf(stdout, "test accuracy %.4f (%s test, %d images; %s) of %s, sha256 %s, %.1fs on %s\n",
 		acc, name, test.Len(), recorded, fid.ClassifierPath(path), c.Extractor().WeightsHash[:16], time.Since(t0).Seconds(), info.Kind)
+	return nil
+}
+
+// saveClassifier measures the trained classifier on the test split, records it in the metadata, saves
+// it and prints the summary.
+func saveClassifier(c *fid.Classifier, b backends.Backend, info backend.Info, test *data.Dataset, out, dataName string, holdout float64, evalB int, lastLoss float32, trainTime time.Duration, stdout io.Writer) error {
+	t1 := time.Now()
+	acc, err := c.Accuracy(b, test, evalB)
+	if err != nil {
+		return err
+	}
+	evalTime := time.Since(t1)
+	c.Metadata["test_accuracy"] = strconv.FormatFloat(acc, 'f', 4, 64)
+	c.Metadata["test_images"] = strconv.Itoa(test.Len())
+	c.Metadata["holdout"] = strconv.FormatFloat(holdout, 'g', -1, 64)
+	c.Metadata["holdout_seed"] = strconv.Itoa(refHoldOutSeed)
+	c.Metadata["backend"] = info.Kind.String()
+	if err := c.Save(out); err != nil {
+		return err
+	}
+	fi, _ := os.Stat(fid.ClassifierPath(out))
+	var size int64
+	if fi != nil {
+		size = fi.Size()
+	}
+	fmt.Fprintf(stdout, "test accuracy %.4f (%s test, %d images)\n", acc, dataName, test.Len())
+	fmt.Fprintf(stdout, "wrote %s (%.2f MB, sha256 %s; extractor %q)\n", fid.ClassifierPath(out), float64(size)/1e6, c.Extractor().WeightsHash[:16], c.Extractor().Name)
+	fmt.Fprintf(stdout, "time: training %.1fs (%s steps, last loss %.4f), test %.1fs, on %s\n", trainTime.Seconds(), c.Metadata["steps"], lastLoss, evalTime.Seconds(), info.Kind)
 	return nil
 }
 

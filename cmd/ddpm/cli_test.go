@@ -136,6 +136,16 @@ func TestChecksBeforeWork(t *testing.T) {
 	}
 }
 
+// 16.8: an ignored flag is said to be ignored.
+func TestFIDWarnsIgnoredInceptionWeights(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, []byte("x"), 0o644)
+	_, stderr, err := ddpm(t, "fid", "--features", "classifier", "--inception-weights", "w.pth", "--save-samples", filepath.Join(file, "s.safetensors"))
+	if err == nil || !strings.Contains(stderr, "--inception-weights is ignored with --features classifier") {
+		t.Errorf("fid --features classifier --inception-weights: %v\n%s; want a warning", err, stderr)
+	}
+}
+
 // 16.4: help for every command and subcommand, ddpm help X = ddpm X -h, each flag once; flag errors
 // printed once; ddpm version.
 func TestHelpForEveryCommand(t *testing.T) {

@@ -296,8 +296,8 @@ func (f *sampleFlags) options(p *pipeline.Pipeline, plan sampler.Plan) (sampler.
 		if opts.Noise, err = readTensorArg(*f.noise); err != nil {
 			return opts, fmt.Errorf("sample: --noise: %w", err)
 		}
-		if d := opts.Noise.Shape().Dimensions; len(d) != 5 || d[0] != len(plan) || d[1] != opts.N {
-			return opts, usagef("sample: --noise %s: shape %v, want [%d,%d,%d,%d,%d] ([steps,N,C,H,W])", *f.noise, d, len(plan), opts.N, uc.InChannels, h, w)
+		if d := opts.Noise.Shape().Dimensions; len(d) != 5 || d[0] < len(plan)-1 || d[0] > len(plan) || d[1] != opts.N {
+			return opts, usagef("sample: --noise %s: shape %v, want [%d,%d,%d,%d,%d] ([steps,N,C,H,W]; the last step's draw may be left out)", *f.noise, d, len(plan), opts.N, uc.InChannels, h, w)
 		}
 	}
 	return opts, nil
