@@ -37,8 +37,7 @@ func newProgress(w io.Writer, what string, total int64, unit, hint string) *prog
 	if isTerminal(w) {
 		p.bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
 			progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionSetWidth(24),
-			progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionShowDescriptionAtLineEnd(),
-			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
+			progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionShowDescriptionAtLineEnd())
 	}
 	return p
 }
@@ -77,6 +76,13 @@ func (p *progress) update(done int64, detail string) {
 	if p.bar != nil {
 		p.bar.Describe(detail)
 		p.bar.Set64(done)
+		if done >= p.total {
+			fmt.Fprintln(p.w)
+			p.bar = nil
+		}
+		return
+	}
+	if p.w == nil {
 		return
 	}
 	if !firstUpdate && now.Sub(p.last) < p.interval && done != p.total {
@@ -103,9 +109,10 @@ func (p *progress) note(line string) {
 
 // finish ends the bar's line.
 func (p *progress) finish() {
-	if p.bar != nil {
-		p.bar.Exit()
+	if p.bar != nil && !p.bar.IsFinished() {
+		p.bar.Exit() // leaves the bar where it stopped
 		fmt.Fprintln(p.w)
+		p.bar = nil
 	}
 }
 
