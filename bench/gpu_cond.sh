@@ -30,7 +30,7 @@ S="$OUT/summary.txt"
   echo "commit $(git rev-parse --short HEAD 2>/dev/null)"; } | tee "$S"
 
 t0=$EPOCHREALTIME
-[ "$ONLY" != mnist ] && ( t=$EPOCHREALTIME
+[ "$ONLY" != mnist ] && [ -z "${SKIP_CLASSIFIER:-}" ] && ( t=$EPOCHREALTIME
   "$B" classifier train --data fashion-mnist --data-dir "$F" --epochs "${CLS_EPOCHS:-15}" --out "$W/classifier-fashion-mnist" > "$W/classifier.txt" 2>&1
   echo "classifier wall $(awk "BEGIN{print $EPOCHREALTIME - $t}") s" >> "$W/classifier.txt" ) &
 train() { # name data dir
@@ -57,7 +57,7 @@ for name in $names; do
   tar -C "$W" -czf "$OUT/$name.tar.gz" "$name"
 done
 cp "$W/classifier.txt" "$W/classifier-fashion-mnist/" 2>/dev/null
-[ "$ONLY" != mnist ] && tar -C "$W" -czf "$OUT/classifier-fashion-mnist.tar.gz" classifier-fashion-mnist
+[ "$ONLY" != mnist ] && [ -z "${SKIP_CLASSIFIER:-}" ] && tar -C "$W" -czf "$OUT/classifier-fashion-mnist.tar.gz" classifier-fashion-mnist
 
 for f in "$W/mnist-cond-train.txt" "$W/fashion-cond-train.txt" "$W/classifier.txt"; do
   { echo "== $(basename "$f")"; tail -6 "$f"; } >> "$S"

@@ -26,7 +26,7 @@ STEPS=${STEPS:-50}
 S="$OUT/summary.txt"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   echo "commit $(git rev-parse --short HEAD 2>/dev/null); scales $SCALES; DDIM $STEPS steps eta 1"; } | tee "$S"
-rm -f "$OUT/mnist.jsonl" "$OUT/fashion-mnist.jsonl"
+for d in ${ONLY:-mnist fashion-mnist}; do rm -f "$OUT/$d.jsonl"; done
 measure() { # data model-dir data-dir [classifier-dir]
   local t=$EPOCHREALTIME
   timeout 530 ./.bin/guidance --data "$1" --model "$2" --data-dir "$3" ${4:+--classifier "$4"} --split test \
@@ -34,10 +34,12 @@ measure() { # data model-dir data-dir [classifier-dir]
     --json "$OUT/$1.jsonl" --grid "$OUT/$1-guidance.png" --grid-k 3 > "/tmp/guidance-$1.txt" 2>&1
   echo "$1: exit $?, wall $(awk "BEGIN{print $EPOCHREALTIME - $t}") s" >> "/tmp/guidance-$1.txt"
 }
-measure mnist "$C/mnist-cond" "$M" &
-measure fashion-mnist "$C/fashion-cond" "$F" "$C/classifier-fashion-mnist" &
+# ONLY=mnist or ONLY=fashion-mnist measures one data set.
+ONLY=${ONLY:-}
+[ "$ONLY" != fashion-mnist ] && measure mnist "$C/mnist-cond" "$M" &
+[ "$ONLY" != mnist ] && measure fashion-mnist "$C/fashion-cond" "$F" "$C/classifier-fashion-mnist" &
 wait
-for d in mnist fashion-mnist; do
+for d in ${ONLY:-mnist fashion-mnist}; do
   { echo "== $d"; grep -v '^{' "/tmp/guidance-$d.txt" | tail -12; } >> "$S"
 done
 ls -la "$OUT" >> "$S"

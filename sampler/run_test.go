@@ -329,9 +329,9 @@ func TestRunErrors(t *testing.T) {
 		{"noise shape", model, plan, with(func(o *Options) {
 			o.Noise = tensors.FromFlatDataAndDimensions(make([]float32, 1*2*4), 1, 2, 1, 2, 2) // 3 or 2 draws allowed
 		}), "Options.Noise"},
-		{"noise without the last step's draw, which adds noise", model, ddpmPlan, with(func(o *Options) {
+		{"noise with neither one draw per step nor one per noisy step", model, ddpmPlan, with(func(o *Options) {
 			o.Noise = tensors.FromFlatDataAndDimensions(make([]float32, 2*2*4), 2, 2, 1, 2, 2)
-		}), "the last step adds noise"},
+		}), "one draw per step with noise"},
 		{"labels", model, plan, with(func(o *Options) { o.Labels = []int32{1} }), "labels"},
 		{"record range", model, plan, with(func(o *Options) { o.Record, o.OnStep = []int{3}, func(int, int, *tensors.Tensor, *tensors.Tensor) {} }), "Record"},
 		{"record without OnStep", model, plan, with(func(o *Options) { o.Record = []int{0} }), "OnStep"},
