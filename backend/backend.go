@@ -48,6 +48,8 @@ func (k Kind) String() string {
 		return "xla:cpu"
 	case CUDA:
 		return "xla:cuda"
+	case OneDNN:
+		return "onednn"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -168,6 +170,9 @@ func create(name string) (backends.Backend, Info, error) {
 			return nil, Info{}, fmt.Errorf("backend: %q: want xla:cuda, xla:cpu or xla:/absolute/path/to/plugin.so", name)
 		}
 		return newXLA(p)
+	}
+	if kindName == "onednn" {
+		return nil, Info{}, fmt.Errorf("backend: onednn, the CPU engine, runs the UNet of ddpm sample only: use auto, go, cuda or cpu here")
 	}
 	return nil, Info{}, fmt.Errorf("backend: unknown backend %q: want auto, go, cuda, cpu or xla:/path/to/pjrt_plugin.so", name)
 }

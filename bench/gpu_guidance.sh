@@ -6,21 +6,25 @@
 # FID against the real test split (10,000 images never trained on), and the FID of each class against
 # that class's 1,000 test images (mean over classes). The two data sets run concurrently on the one GPU.
 #
-# Needs: .bin/guidance (go build -o .bin/guidance ./bench/guidance); in $COND_DIR (default .data/cond)
-# the folders of gpu_cond.sh's tars: mnist-cond/, fashion-cond/, classifier-fashion-mnist/; the test
-# split .gz files (t10k-*) of MNIST in $MNIST_DIR (default .data/mnist) and of Fashion-MNIST in
-# $FASHION_DIR (default .data/f/fashion-mnist); models/classifier-mnist (in the repository).
+# Needs: .bin/guidance or .bin/guidance.gz (go build -o .bin/guidance ./bench/guidance); in $COND_DIR
+# (default .data/cond) the folders of gpu_cond.sh's tars: mnist-cond/, fashion-cond/,
+# classifier-fashion-mnist/; the test split .gz files (t10k-images/labels) of MNIST in $MNIST_DIR
+# (default .data/t10k/mnist) and of Fashion-MNIST in $FASHION_DIR (default .data/t10k/fashion-mnist):
+# only the test files, to stay under the 64 MiB carry limit; models/classifier-mnist (in the repository).
 # Brings back in $OUT: summary.txt, mnist.jsonl, fashion-mnist.jsonl (one JSON line per scale),
 # mnist-guidance.png, fashion-mnist-guidance.png (rows = classes, 3 samples per scale, scales left to
-# right). Then, on the development machine: python3 bench/guidance_doc.py OUTDIR > docs/guidance.md.
+# right). Then, on the development machine: python3 bench/guidance_doc.py OUTDIR prints the table for
+# docs/guidance.md's "Measured" section and writes the plot and grids into docs/images.
 # Expected GPU time on one H200: ~4 min (per data set 5M UNet evaluations of 28x28 images at batch
 # 2,000, ~1 min, plus 3 compilations: S = 0, S = 1, and one graph for every other S, whose scale is an
-# input); each data set stops at 530 s, keeping the scales it finished.
+# input); each data set stops at 500 s, keeping the scales it finished.
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+# The binary may travel compressed (the carry limit is 64 MiB): .bin/guidance.gz.
+[ -x .bin/guidance ] || { gunzip -c .bin/guidance.gz > .bin/guidance && chmod +x .bin/guidance; }
 C=${COND_DIR:-.data/cond}
-M=${MNIST_DIR:-.data/mnist}
-F=${FASHION_DIR:-.data/f/fashion-mnist}
+M=${MNIST_DIR:-.data/t10k/mnist}
+F=${FASHION_DIR:-.data/t10k/fashion-mnist}
 SCALES=${SCALES:-0,1,2,3,5,7}
 STEPS=${STEPS:-50}
 S="$OUT/summary.txt"
@@ -29,7 +33,7 @@ S="$OUT/summary.txt"
 for d in ${ONLY:-mnist fashion-mnist}; do rm -f "$OUT/$d.jsonl"; done
 measure() { # data model-dir data-dir [classifier-dir]
   local t=$EPOCHREALTIME
-  timeout 530 ./.bin/guidance --data "$1" --model "$2" --data-dir "$3" ${4:+--classifier "$4"} --split test \
+  timeout 500 ./.bin/guidance --data "$1" --model "$2" --data-dir "$3" ${4:+--classifier "$4"} --split test \
     --scales "$SCALES" --per-class 1000 --batch 1000 --sampler ddim --steps "$STEPS" --eta 1 \
     --json "$OUT/$1.jsonl" --grid "$OUT/$1-guidance.png" --grid-k 3 > "/tmp/guidance-$1.txt" 2>&1
   echo "$1: exit $?, wall $(awk "BEGIN{print $EPOCHREALTIME - $t}") s" >> "/tmp/guidance-$1.txt"

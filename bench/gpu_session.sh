@@ -32,7 +32,7 @@ b)
   echo "classifier wall $(awk "BEGIN{print $EPOCHREALTIME - $t0}") s" | tee -a "$OUT/classifier-fashion.txt"
   cp $K/cond/classifier-fashion-mnist/classifier.safetensors "$OUT/classifier-fashion-mnist.safetensors"
   (ONLY=fashion SKIP_CLASSIFIER=1 B=$K/ddpm FASHION_DIR=$K/fashion-mnist OUT=$K/cond-out setsid nohup bash $K/gpu_cond.sh > $K/cond-fashion.log 2>&1 < /dev/null &)
-  DATA=$K/fashion-mnist bash bench/gpu_samplers.sh models/fashion-mnist fashion-mnist $K/cond/classifier-fashion-mnist
+  EVALS=${FASHION_EVALS:-5,10,20,50,100} DATA=$K/fashion-mnist bash bench/gpu_samplers.sh models/fashion-mnist fashion-mnist $K/cond/classifier-fashion-mnist
   waitfor $K/cond-out/fashion-cond.tar.gz; cat $K/cond-out/summary.txt
   tar -C $K/cond -xzf $K/cond-out/fashion-cond.tar.gz && cp $K/cond-out/fashion-cond.tar.gz "$OUT/"
   ONLY=fashion-mnist COND_DIR=$K/cond FASHION_DIR=$K/fashion-mnist bash bench/gpu_guidance.sh ;;

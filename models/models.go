@@ -11,6 +11,9 @@
 //	                   tiny-ddpm-cifar10 (a random-weight UNet2DModel, its safetensors weights and
 //	                   diffusers' recorded outputs, reference_io.safetensors), so that verify needs
 //	                   no source tree
+//
+// `ddpm sample --class N` without --run or --model uses mnist-cond, a class-conditional pipeline
+// directory of the same form, once it is bundled (added to the go:embed line below).
 package models
 
 import (

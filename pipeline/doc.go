@@ -9,7 +9,7 @@
 //	                                            "scheduler": ["diffusers", "DDPMScheduler"], ...}
 //	unet/config.json                           UNet2DModel config (package unet)
 //	unet/diffusion_pytorch_model.safetensors   weights (or, in older directories, diffusion_pytorch_model.bin)
-//	scheduler/scheduler_config.json            DDPMScheduler or DDIMScheduler config
+//	scheduler/scheduler_config.json            a DDPM, DDIM, DPM-Solver, Euler, Euler ancestral or Heun config
 //
 // diffusers reads a component from its subfolder when that is a directory and from the top of the pipeline
 // directory otherwise; the early google/ddpm-* repositories rely on that flat layout (config.json,
@@ -26,9 +26,15 @@
 // target class's defaults. So `--scheduler ddim` on a DDPM pipeline is exactly
 // DDIMScheduler.from_config(ddpm.config): set_alpha_to_one and steps_offset absent from a DDPMScheduler
 // config become true and 0. Fields this package cannot honour at a non-default value are refused by name
-// (thresholding, rescale_betas_zero_snr, learned variances); fields it reads past are listed, with the
-// reason, in IgnoredFields; any other field is an error naming it, unlike diffusers, which warns and
-// carries on.
+// (thresholding, rescale_betas_zero_snr, learned variances); any other field a class does not take is
+// ignored, as diffusers does.
+//
+// The other scheduler classes (DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+// EulerAncestralDiscreteScheduler, HeunDiscreteScheduler, package sampler) are built the same way by a
+// Choice: Choice.Plan reads a scheduler_config.json of any supported class, takes the fields the chosen
+// class has (by their diffusers names), applies the command line's settings (--scheduler-config key=value,
+// --karras) and returns the plan of steps with diffusers' timesteps and sigmas; Run.ConfigJSON writes the
+// chosen class's config back, and SetScheduler puts it in an exported pipeline.
 //
 // # The hub cache
 //

@@ -123,9 +123,10 @@ type IgnoredField struct {
 	File, Name, Reason string
 }
 
-// IgnoredFields lists every field of model_index.json and scheduler_config.json that Load accepts without
-// using it. Any other field it does not know is an error naming it. (For config.json, see
-// unet.IgnoredFields.)
+// IgnoredFields lists fields of model_index.json and scheduler_config.json that Load accepts without
+// using them, and why. In model_index.json any other unknown field is an error naming it; in
+// scheduler_config.json unknown fields are ignored, as diffusers' from_config ignores them. (For
+// config.json, see unet.IgnoredFields.)
 var IgnoredFields = []IgnoredField{
 	{"model_index.json", "_diffusers_version", "provenance only"},
 	{"model_index.json", "_name_or_path", "provenance only: where diffusers loaded the pipeline from"},
@@ -327,12 +328,6 @@ func jsonKind(dst any) string {
 		return "array of numbers"
 	}
 	return "value"
-}
-
-func knownSchedulerFields() []string {
-	return []string{"_class_name", "beta_end", "beta_schedule", "beta_start", "clip_sample", "clip_sample_range",
-		"num_train_timesteps", "prediction_type", "rescale_betas_zero_snr", "set_alpha_to_one", "steps_offset",
-		"thresholding", "timestep_spacing", "trained_betas", "variance_type"}
 }
 
 func ignoredNames(file string) []string {

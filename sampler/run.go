@@ -38,8 +38,9 @@ type Options struct {
 	Init *tensors.Tensor
 	// Noise, if not nil, is the step noise z [steps,N,C,H,W] float32, in step order, replacing the device RNG
 	// (to compare with a run of diffusers). The noise of steps with Sigma = 0 is unused. It may also hold
-	// only the draws of the steps with Sigma != 0, [k,N,C,H,W] with k their number (diffusers' DDPM draws
-	// no noise at t = 0).
+	// only the draws of the steps with Sigma != 0, [k,N,C,H,W] with k their number, or, when the last step's
+	// Sigma is 0 (DDPM at t = 0), leave that one out: [steps-1,N,C,H,W] (diffusers' DDPM draws no noise at
+	// t = 0).
 	Noise *tensors.Tensor
 	// Labels, if not nil, are the class labels [N] given to the denoiser (-1: no label).
 	Labels []int32
@@ -74,8 +75,15 @@ func (o *Options) stepNoise(plan Plan) ([]float32, error) {
 	if draws == len(plan) {
 		return flat, nil
 	}
-	size := len(flat) / max(draws, 1)
+	size := 1
+	for _, d := range o.Noise.Shape().Dimensions[1:] {
+		size *= d
+	}
 	full := make([]float32, len(plan)*size)
+	if draws == len(plan)-1 && plan[len(plan)-1].Coef.Sigma == 0 { // the last, silent step left out
+		copy(full, flat)
+		return full, nil
+	}
 	j := 0
 	for i, st := range plan {
 		if st.Coef.Sigma != 0 {
@@ -114,7 +122,13 @@ func (o *Options) validate(plan Plan) error {
 	if o.Noise != nil {
 		want := append([]int{steps}, dims...)
 		compact := append([]int{plan.noisy()}, dims...)
-		if o.Noise.Shape().Check(dtypes.Float32, want...) != nil && o.Noise.Shape().Check(dtypes.Float32, compact...) != nil {
+		lastOut := append([]int{steps - 1}, dims...)
+		if o.Noise.Shape().Check(dtypes.Float32, lastOut...) == nil && plan[steps-1].Coef.Sigma != 0 && plan.noisy() != steps-1 {
+			return fmt.Errorf("sampler: Options.Noise has %d draws for %d steps; the last step adds noise (sigma %g), so give one draw per step",
+				steps-1, steps, plan[steps-1].Coef.Sigma)
+		}
+		if o.Noise.Shape().Check(dtypes.Float32, want...) != nil && o.Noise.Shape().Check(dtypes.Float32, compact...) != nil &&
+			o.Noise.Shape().Check(dtypes.Float32, lastOut...) != nil {
 			return fmt.Errorf("sampler: Options.Noise has shape %s; want float32 %v ([steps,N] + Shape) or %v (one draw per step with noise)",
 				o.Noise.Shape(), want, compact)
 		}

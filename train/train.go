@@ -173,6 +173,7 @@ type Trainer struct {
 	labels *tensors.Tensor // [N] int32, nil if unconditional
 	exec   *graph.Exec
 	T      int
+	engine Engine    // nil: the compiled graph
 	shard  *sharding // nil: one device; see SetDevices (shard.go)
 }
 
@@ -294,6 +295,9 @@ func (tr *Trainer) call(st *State, batches [][]int) ([]float32, error) {
 // launch starts one compiled call of len(batches) steps and advances st. The losses stay on the device
 // (the backend may return before the device has finished): read them with readLosses.
 func (tr *Trainer) launch(st *State, batches [][]int) (*tensors.Tensor, error) {
+	if tr.engine != nil {
+		return tr.launchEngine(st, batches)
+	}
 	bsz := tr.cfg.BatchSize
 	idx := make([]int32, 0, len(batches)*bsz)
 	for _, b := range batches {

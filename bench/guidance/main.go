@@ -170,6 +170,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if clf.Dataset != *dataName {
+		return fmt.Errorf("classifier %s was trained on %s, not %s", cpath, clf.Dataset, *dataName)
+	}
 	realFeat, err := clf.Features(b, to01(real.Images), real.Len(), real.C, real.H, real.W, 500)
 	if err != nil {
 		return err

@@ -7,12 +7,13 @@ import (
 	"io"
 
 	"github.com/ddpm/ddpm/backend"
+	"github.com/ddpm/ddpm/cpu"
 	"github.com/gomlx/gomlx/backends"
 )
 
 // backendFlag adds --backend to fs.
 func backendFlag(fs *flag.FlagSet) *string {
-	return fs.String("backend", "", "compute backend: auto (CUDA, else XLA CPU, else pure Go), go, cuda, cpu, or xla:/path/plugin.so (default $GOMLX_BACKEND, else auto)")
+	return fs.String("backend", "", "compute backend: auto (CUDA, else the onednn CPU engine where it runs, else XLA CPU, else pure Go), onednn, go, cuda, cpu, or xla:/path/plugin.so (default $GOMLX_BACKEND, else auto)")
 }
 
 // openBackend creates the backend and says on stderr which one runs.
@@ -58,7 +59,11 @@ func runBackends(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			fmt.Fprintf(stdout, "  %s\n", p.Path)
 		}
 	}
+	fmt.Fprintln(stdout, engineLine())
 	fmt.Fprintln(stdout, "go: always available (pure Go, slow)")
+	if use, _ := backend.UseEngine(""); use && cpu.Available() == nil {
+		fmt.Fprintln(stdout, "chosen: onednn for the UNet (sample), GoMLX below for the rest")
+	}
 	b, info, err := backend.New("")
 	if err != nil {
 		return err

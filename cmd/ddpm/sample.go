@@ -12,6 +12,7 @@ import (
 
 	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/checkpoint"
+	"github.com/ddpm/ddpm/cpu"
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
 	rundir "github.com/ddpm/ddpm/run"
@@ -41,6 +42,7 @@ type sampleFlags struct {
 	eta                                      *float64
 	seed                                     *int64
 	online, exact, karras                    *bool
+	threads                                  *int
 	schedSet                                 *[]string
 	cond                                     condSampleFlags
 }
@@ -70,6 +72,7 @@ func newSampleFlags(stderr io.Writer) *sampleFlags {
 		exact:      fs.Bool("exact", false, "float32-exact products and convolutions on GPUs (3 TF32 passes, 3x slower; default: TF32 tensor cores)"),
 		backend:    backendFlag(fs),
 		cond:       addCondSampleFlags(fs),
+		threads:    fs.Int("threads", 0, "threads of the CPU engine (default: all cores)"),
 	}
 }
 
@@ -138,7 +141,11 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	b, info, err := openBackend(*f.backend, stderr)
+	model, err := newUNetModel(p.UNet, p.Weights)
+	if err != nil {
+		return err
+	}
+	eng, b, info, err := f.open(p, model, stderr)
 	if err != nil {
 		return err
 	}
@@ -150,10 +157,6 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	opts, err := f.options(p, plan)
-	if err != nil {
-		return err
-	}
-	model, err := newUNetModel(p.UNet, p.Weights)
 	if err != nil {
 		return err
 	}
@@ -170,7 +173,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	start := time.Now()
-	vals, err := sampleWithProgress(ctx, b, info, model, plan, opts, stderr)
+	vals, err := f.sample(ctx, eng, b, info, p.UNet.Config, model, plan, opts, stderr)
 	if err != nil {
 		return err
 	}
@@ -216,7 +219,7 @@ func (f *sampleFlags) plan(p *pipeline.Pipeline, info backend.Info) (sampler.Pla
 	if *f.steps > p.Schedule.T {
 		return nil, "", usagef("sample: --steps %d: want between 1 and %d, the model's number of diffusion steps", *f.steps, p.Schedule.T)
 	}
-	return chooseSampler(p, *f.sampler, *f.steps, *f.eta, *f.variance, *f.karras, *f.schedSet, f.bundled(), info.Kind == backend.Go)
+	return chooseSampler(p, *f.sampler, *f.steps, *f.eta, *f.variance, *f.karras, *f.schedSet, f.bundled(), info.Kind == backend.Go || info.Kind == backend.OneDNN)
 }
 
 // chooseSampler builds the sampling plan the flags ask for (pipeline.Choice: the scheduler class built from
@@ -319,17 +322,40 @@ func (f *sampleFlags) conditional(p *pipeline.Pipeline, opts *sampler.Options, m
 	return guided, desc, nil
 }
 
-// sampleWithProgress runs the sampler with a progress bar, stopping at the next step when ctx is done.
-func sampleWithProgress(ctx context.Context, b backends.Backend, info backend.Info, model sampler.Model, plan sampler.Plan, opts sampler.Options, stderr io.Writer) ([]float32, error) {
-	runner, err := sampler.NewRunner(b, model)
-	if err != nil {
-		return nil, err
+// open opens the CPU engine (engine.go) when the backend choice picks it, else a GoMLX backend.
+func (f *sampleFlags) open(p *pipeline.Pipeline, model sampler.Model, stderr io.Writer) (*cpu.Net, backends.Backend, backend.Info, error) {
+	eng, info, name, err := openEngine(*f.backend, p.UNet.Config, model.Weights()[0], *f.threads, stderr)
+	if err != nil || eng != nil {
+		return eng, nil, info, err
 	}
-	defer runner.Finalize()
+	b, info, err := openBackend(name, stderr)
+	return nil, b, info, err
+}
+
+// sample runs the sampler on the engine or the backend with a progress bar, stopping at the next step
+// when ctx is done.
+func (f *sampleFlags) sample(ctx context.Context, eng *cpu.Net, b backends.Backend, info backend.Info, uc unet.Config, model sampler.Model, plan sampler.Plan, opts sampler.Options, stderr io.Writer) ([]float32, error) {
 	bar := newProgress(stderr, "sampling", int64(len(plan)), "steps", "make it shorter with --steps or --n, or use a GPU (--backend cuda)")
 	opts.Progress = func(done, total int) { bar.update(int64(done), "") }
 	opts.Context = ctx
-	x, err := runner.Run(plan, opts)
+	var x *tensors.Tensor
+	var stats *sampler.RunStats
+	var err error
+	if eng != nil {
+		var den sampler.HostDenoiser
+		if den, err = engineDenoiser(eng, f.cond, uc, opts.Shape); err == nil {
+			x, err = sampler.RunHost(den, plan, opts)
+		}
+	} else {
+		var runner *sampler.Runner
+		if runner, err = sampler.NewRunner(b, model); err != nil {
+			return nil, err
+		}
+		defer runner.Finalize()
+		x, err = runner.Run(plan, opts)
+		st := runner.Stats()
+		stats = &st
+	}
 	bar.finish()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -338,10 +364,9 @@ func sampleWithProgress(ctx context.Context, b backends.Backend, info backend.In
 		}
 		return nil, err
 	}
-	if info.Kind != backend.Go {
-		st := runner.Stats()
-		fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs%s; then %.2f ms per step\n", st.StepsPerCall,
-			(st.Draw + st.FirstCall).Seconds(), compileNote(info), st.SteadyStep().Seconds()*1000)
+	if stats != nil && info.Kind != backend.Go {
+		fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs%s; then %.2f ms per step\n", stats.StepsPerCall,
+			(stats.Draw + stats.FirstCall).Seconds(), compileNote(info), stats.SteadyStep().Seconds()*1000)
 	}
 	return tensors.CopyFlatData[float32](x)
 }

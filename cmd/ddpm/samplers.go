@@ -27,7 +27,8 @@ type samplersCell struct {
 	Sampler     string  `json:"sampler"` // as --samplers names it: ddim, dpmsolver++:karras, ddpm
 	Desc        string  `json:"desc"`
 	Steps       int     `json:"steps"`
-	Evals       int     `json:"evals"` // model evaluations per sample
+	Evals       int     `json:"evals"`            // model evaluations per sample
+	Budget      int     `json:"budget,omitempty"` // the evaluations asked for (--evals); Heun's odd count sits below
 	N           int     `json:"n"`
 	FID         float64 `json:"fid"`
 	Ref         string  `json:"ref"`
@@ -65,13 +66,27 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		md        = fs.String("md", "", "with --report: write the Markdown here (default: stdout)")
 		imgDir    = fs.String("images", "", "with --report: write one plot per data set here, samplers-DATA.png (default: images/ beside --md)")
 		title     = fs.String("title", "Fast samplers: FID against model evaluations", "with --report: the document's title")
+		intro     = fs.String("intro", "", "with --report: a Markdown file put after the title (default: docs/samplers-intro.md beside --md, if it exists)")
 		bk        = backendFlag(fs)
 	)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *report != "" {
-		return samplersReport(strings.Split(*report, ","), *md, *imgDir, *title, stdout)
+		if *intro == "" && *md != "" {
+			if p := filepath.Join(filepath.Dir(*md), "samplers-intro.md"); fileExists(p) {
+				*intro = p
+			}
+		}
+		head := "# " + *title + "\n\n"
+		if *intro != "" {
+			b, err := os.ReadFile(*intro)
+			if err != nil {
+				return err
+			}
+			head += strings.TrimSpace(string(b)) + "\n\n"
+		}
+		return samplersReport(strings.Split(*report, ","), *md, *imgDir, head, stdout)
 	}
 	if *refArg == "" {
 		return usagef("samplers: give --ref, e.g. mnist:test")
@@ -97,8 +112,9 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	type cell struct {
-		name string
-		run  pipeline.Run
+		name   string
+		run    pipeline.Run
+		budget int
 	}
 	var cells []cell
 	for _, name := range strings.Split(*list, ",") {
@@ -116,7 +132,7 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			if err != nil {
 				return usagef("samplers: %s: %v", name, err)
 			}
-			cells = append(cells, cell{name, r})
+			cells = append(cells, cell{name, r, e})
 		}
 	}
 	if *ddpmSteps > 0 {
@@ -124,7 +140,7 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err != nil {
 			return err
 		}
-		cells = append(cells, cell{"ddpm", r})
+		cells = append(cells, cell{"ddpm", r, *ddpmSteps})
 	}
 
 	ref, err := parseRef(*refArg)
@@ -170,7 +186,7 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	start := time.Now()
 	for i, c := range cells {
 		res := samplersCell{Dataset: name, Source: describeSource(gen.src, *runDir == "" && *modelFlag == ""), Sampler: c.name, Desc: c.run.Desc, Steps: len(c.run.Timesteps),
-			Evals: len(c.run.Plan), N: *n, Ref: ref.String(), RefN: refStats.N, Extractor: ext.Extractor().Name, Batch: bs,
+			Evals: len(c.run.Plan), Budget: c.budget, N: *n, Ref: ref.String(), RefN: refStats.N, Extractor: ext.Extractor().Name, Batch: bs,
 			Backend: info.Kind.String(), Device: info.Device}
 		if c.name == "ddpm" || c.run.Class == pipeline.HeunDiscreteScheduler {
 			res.Steps = len(c.run.Plan)
@@ -226,7 +242,7 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 // samplersReport writes docs/samplers.md-style tables and one plot per data set from the JSON lines of
 // ddpm samplers.
-func samplersReport(files []string, md, imgDir, title string, stdout io.Writer) error {
+func samplersReport(files []string, md, imgDir, head string, stdout io.Writer) error {
 	var cells []samplersCell
 	for _, path := range files {
 		f, err := os.Open(path)
@@ -245,6 +261,9 @@ func samplersReport(files []string, md, imgDir, title string, stdout io.Writer) 
 				f.Close()
 				return fmt.Errorf("samplers --report: %s: %w", path, err)
 			}
+			if c.Sampler == "" && c.Evals == 0 { // a ddpm fid --json line of real images: the floor
+				c.Sampler = floorCell
+			}
 			cells = append(cells, c)
 		}
 		f.Close()
@@ -255,7 +274,7 @@ func samplersReport(files []string, md, imgDir, title string, stdout io.Writer) 
 	if imgDir == "" && md != "" {
 		imgDir = filepath.Join(filepath.Dir(md), "images")
 	}
-	doc, err := samplersMarkdown(cells, title, imgDir, md)
+	doc, err := samplersMarkdown(cells, head, imgDir, md)
 	if err != nil {
 		return err
 	}
@@ -270,11 +289,14 @@ func samplersReport(files []string, md, imgDir, title string, stdout io.Writer) 
 	return nil
 }
 
+// floorCell marks the FID of real images against the reference (a ddpm fid --images --json line).
+const floorCell = "floor"
+
 // samplersMarkdown renders the cells as one section per data set: a table of FID (and sampling seconds)
 // per sampler and number of evaluations, the DDPM line, the best sampler within a budget, and a plot.
-func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (string, error) {
+func samplersMarkdown(cells []samplersCell, head, imgDir, mdPath string) (string, error) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# %s\n\n", title)
+	b.WriteString(head)
 	fmt.Fprintf(&b, "Generated by `ddpm samplers --report` from the JSON lines of `ddpm samplers` (bench/gpu_samplers.sh); "+
 		"each cell is the classifier FID of N samples against the held-out real images (lower is better), "+
 		"with the sampling time of the N samples in seconds (the first cell of each step graph includes its compilation).\n\n")
@@ -293,10 +315,14 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 		}
 		var samplers []string
 		var evals []int
-		var ddpm *samplersCell
+		var ddpm, floor *samplersCell
 		for i, c := range dc {
 			if c.Sampler == "ddpm" {
 				ddpm = &dc[i]
+				continue
+			}
+			if c.Sampler == floorCell {
+				floor = &dc[i]
 				continue
 			}
 			if !slices.Contains(samplers, c.Sampler) {
@@ -309,6 +335,12 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 		}
 		slices.Sort(evals)
 		first := dc[0]
+		for _, c := range dc {
+			if c.Sampler != floorCell {
+				first = c
+				break
+			}
+		}
 		fmt.Fprintf(&b, "## %s\n\n", ds)
 		fmt.Fprintf(&b, "Model: %s. N = %d samples per cell against %s (%d images), features: %s; %s, %s.\n\n",
 			first.Source, first.N, first.Ref, first.RefN, first.Extractor, first.Backend, first.Device)
@@ -355,7 +387,7 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 			var best *samplersCell
 			for i := range dc {
 				c := &dc[i]
-				if c.Sampler != "ddpm" && c.Evals <= 20 && (best == nil || c.FID < best.FID) {
+				if c.Sampler != "ddpm" && c.Sampler != floorCell && c.Evals <= 20 && (best == nil || c.FID < best.FID) {
 					best = c
 				}
 			}
@@ -366,7 +398,7 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 			var fewest *samplersCell
 			for i := range dc {
 				c := &dc[i]
-				if c.Sampler != "ddpm" && c.FID <= 1.3*ddpm.FID && (fewest == nil || c.Evals < fewest.Evals || (c.Evals == fewest.Evals && c.FID < fewest.FID)) {
+				if c.Sampler != "ddpm" && c.Sampler != floorCell && c.FID <= 1.3*ddpm.FID && (fewest == nil || c.Evals < fewest.Evals || (c.Evals == fewest.Evals && c.FID < fewest.FID)) {
 					fewest = c
 				}
 			}
@@ -374,6 +406,9 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 				fmt.Fprintf(&b, "Fewest evaluations within 1.3x of DDPM-%d: %s at %d (FID %.2f).\n",
 					ddpm.Evals, samplerLabel(fewest.Sampler), fewest.Evals, fewest.FID)
 			}
+		}
+		if floor != nil {
+			fmt.Fprintf(&b, "The floor: %d images of %s score %.2f against the same reference.\n", floor.N, floor.Source, floor.FID)
 		}
 		if imgDir != "" && len(series) > 0 {
 			img, err := viz.LossPlot(series, viz.LossPlotOptions{Title: ds + ": classifier FID against model evaluations",
@@ -401,10 +436,11 @@ func samplersMarkdown(cells []samplersCell, title, imgDir, mdPath string) (strin
 	return b.String(), nil
 }
 
-// evalColumn is the table column of a cell: its evaluations, Heun's 2n - 1 put in the column of 2n.
+// evalColumn is the table column of a cell: the evaluations asked for (Heun's 2n - 1 sits in the column
+// it was asked for), else its evaluations.
 func evalColumn(c samplersCell) int {
-	if strings.EqualFold(c.Sampler, "heun") && c.Evals%2 == 1 && c.Evals > 1 {
-		return c.Evals + 1
+	if c.Budget > 0 {
+		return c.Budget
 	}
 	return c.Evals
 }
@@ -427,4 +463,9 @@ func samplerLabel(s string) string {
 		return "Heun"
 	}
 	return s
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir()
 }

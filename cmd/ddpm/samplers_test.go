@@ -47,15 +47,19 @@ func TestSamplersStudy(t *testing.T) {
 	if b, err := os.ReadFile(jsonl); err != nil || strings.Count(string(b), "\n") != len(want) {
 		t.Errorf("--out holds %q, %v; want the same %d lines", b, err, len(want))
 	}
+	floor := filepath.Join(t.TempDir(), "floor.json") // as ddpm fid --images ... --json writes it
+	if err := os.WriteFile(floor, []byte(`{"fid":1.5,"n":8,"ref_n":8,"dataset":"mnist","source":"mnist:test[8:16]"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	md := filepath.Join(t.TempDir(), "samplers.md")
-	if _, stderr, err := ddpm(t, "samplers", "--report", jsonl, "--md", md); err != nil {
+	if _, stderr, err := ddpm(t, "samplers", "--report", jsonl+","+floor, "--md", md); err != nil {
 		t.Fatalf("report: %v\n%s", err, stderr)
 	}
 	doc, err := os.ReadFile(md)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"| DPM-Solver++ 2M Karras |", "| Heun |", "| 1 evals | 3 evals |", "DDPM, 2 steps", "images/samplers-mnist.png"} {
+	for _, s := range []string{"| DPM-Solver++ 2M Karras |", "| Heun |", "| 1 evals | 3 evals |", "DDPM, 2 steps", "images/samplers-mnist.png", "The floor: 8 images of mnist:test[8:16] score 1.50"} {
 		if !strings.Contains(string(doc), s) {
 			t.Errorf("report lacks %q:\n%s", s, doc)
 		}
