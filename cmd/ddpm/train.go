@@ -88,12 +88,18 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		precision   = fs.String("precision", "fp32", "compute precision: fp32, or bf16 (bfloat16 compute, float32 master weights and EMA)")
 		variance    = fs.String("ddpm-variance", "fixed_large", "the DDPM sampler's variance in the saved scheduler: fixed_large (beta_t) or fixed_small (beta-tilde)")
 		bk          = backendFlag(fs)
+		threads     = fs.Int("threads", 0, "threads of the CPU engine (default: all cores)")
 	)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["threads"] {
+		if err := setEngineThreads(*threads); err != nil {
+			return err
+		}
+	}
 
 	var rc runConfig
 	var dir string
@@ -115,7 +121,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				rc.Epochs = *epochs
 			case "max-steps":
 				rc.MaxSteps = *maxSteps
-			case "backend", "resume", "data-dir":
+			case "backend", "resume", "data-dir", "threads":
 			case "steps-per-call":
 				rc.Train.StepsPerCall = *perCall
 			case "checkpoint-every":
@@ -246,6 +252,10 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 	if uc.InChannels != ds.C || (uc.SampleSize != nil && (uc.SampleSize[0] != ds.H || uc.SampleSize[1] != ds.W)) {
 		return fmt.Errorf("train: the UNet takes %d channels at %v, the data is %dx%dx%d", uc.InChannels, uc.SampleSize, ds.C, ds.H, ds.W)
 	}
+	onEngine, backendName, err := trainOnEngine(backendName, uc, rc.Train, stderr)
+	if err != nil {
+		return err
+	}
 	b, info, err := openBackend(backendName, stderr)
 	if err != nil {
 		return err
@@ -257,6 +267,13 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 	tr, err := train.New(b, cfg, model, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, nil)
 	if err != nil {
 		return err
+	}
+	if onEngine {
+		var closeEngine func()
+		if info, closeEngine, err = attachTrainEngine(tr, b, cfg, uc, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, nil, stderr); err != nil {
+			return err
+		}
+		defer closeEngine()
 	}
 	perEpoch := int64(ds.Len() / cfg.BatchSize)
 	total := int64(rc.Epochs) * perEpoch
