@@ -35,6 +35,10 @@ type Session struct {
 	Restored *Restored
 	// Saved is the newest checkpoint written by this session, "" before the first.
 	Saved string
+	// Labels are the training labels of a class-conditional run, else nil.
+	Labels []int
+	// Sample, if not nil, draws the sample grids instead of the session's backend.
+	Sample SampleFunc
 
 	backend backends.Backend
 }
@@ -76,11 +80,10 @@ func (r *Run) Start(ctx context.Context, b backends.Backend, resume bool, opts d
 	if ds.Len() < tc.BatchSize {
 		return nil, fmt.Errorf("run: the batch size %d is larger than the data set (%d images)", tc.BatchSize, ds.Len())
 	}
-	labels, err := trainLabels(tc, uc, ds)
-	if err != nil {
+	if s.Labels, err = trainLabels(tc, uc, ds); err != nil {
 		return nil, err
 	}
-	if s.Trainer, err = train.New(b, tc, s.Model, s.Schedule, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, labels); err != nil {
+	if s.Trainer, err = train.New(b, tc, s.Model, s.Schedule, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, s.Labels); err != nil {
 		return nil, err
 	}
 	s.PerEpoch = int64(ds.Len() / tc.BatchSize)
@@ -228,11 +231,15 @@ func (s *Session) save() error {
 // GridSamples is the number of samples of a grid: 8x8.
 const GridSamples = 64
 
+// A SampleFunc samples a plan with the model and its flat weights elsewhere than on the session's
+// backend (the CPU engine, say).
+type SampleFunc func(model *unet.Model, weights *tensors.Tensor, plan sampler.Plan, opts sampler.Options) ([]float32, error)
+
 // SampleGrid writes an 8x8 grid of EMA samples, DDIM with SampleSteps steps and a fixed seed, so that
 // grids compare across epochs. It stops at the next step when ctx is done; progress, if not nil, is
 // called after each step.
 func (s *Session) SampleGrid(ctx context.Context, path string, progress func(done, total int)) error {
-	return SampleGrid(ctx, s.backend, s.Model, s.State.EMA, s.Schedule, s.Run.Config, path, progress)
+	return sampleGrid(ctx, s.backend, s.Sample, s.Model, s.State.EMA, s.Schedule, s.Run.Config, path, progress)
 }
 
 // trainLabels are the labels train.New needs: the data set's for a class-conditional run, else nil.
@@ -263,8 +270,9 @@ func gridClasses(uc unet.Config) (n int, labels []int32, err error) {
 	return len(c.Labels), c.Labels, err
 }
 
-// SampleGrid writes an 8x8 grid of samples of model with the weights ema (see Session.SampleGrid).
-func SampleGrid(ctx context.Context, b backends.Backend, model *unet.Model, ema *tensors.Tensor, sched *schedule.Schedule, c Config, path string, progress func(done, total int)) error {
+// sampleGrid writes an 8x8 grid of samples of model with the weights ema (see Session.SampleGrid),
+// through sample when it is not nil.
+func sampleGrid(ctx context.Context, b backends.Backend, sample SampleFunc, model *unet.Model, ema *tensors.Tensor, sched *schedule.Schedule, c Config, path string, progress func(done, total int)) error {
 	dc := sampler.DefaultDDIM()
 	dc.Prediction = c.Train.Prediction
 	plan, err := dc.Plan(sched, c.SampleSteps)
@@ -277,12 +285,20 @@ func SampleGrid(ctx context.Context, b backends.Backend, model *unet.Model, ema 
 	if err != nil {
 		return err
 	}
-	x, err := sampler.Run(b, train.SamplerModel(model, ema), plan, sampler.Options{N: n, Shape: shape, Seed: 1, StepsPerCall: 1,
-		Labels: labels, Progress: progress, Context: ctx})
+	opts := sampler.Options{N: n, Shape: shape, Seed: 1, StepsPerCall: 1, Labels: labels, Progress: progress, Context: ctx}
+	var vals []float32
+	if sample != nil {
+		vals, err = sample(model, ema, plan, opts)
+	} else {
+		var x *tensors.Tensor
+		if x, err = sampler.Run(b, train.SamplerModel(model, ema), plan, opts); err == nil {
+			vals, err = tensors.CopyFlatData[float32](x)
+		}
+	}
 	if err != nil {
 		return err
 	}
-	img, err := viz.Grid(tensors.MustCopyFlatData[float32](x), n, shape[0], shape[1], shape[2], 8, viz.GridOptions{Padding: 2, Scale: 2})
+	img, err := viz.Grid(vals, n, shape[0], shape[1], shape[2], 8, viz.GridOptions{Padding: 2, Scale: 2})
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/ddpm/ddpm/schedule"
 	"github.com/ddpm/ddpm/train"
 	"github.com/ddpm/ddpm/unet"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
 // trainFlags are the flags of ddpm train.
@@ -35,7 +36,7 @@ type trainFlags struct {
 	lr, wd, emaDecay, gradClip, holdout, ckptMinutes    *float64
 	seed                                                *uint64
 	emaWarmup, force                                    *bool
-	devices                                             *int
+	devices, threads                                    *int
 	cond                                                condTrainFlags
 }
 
@@ -75,6 +76,7 @@ func newTrainFlags(stderr io.Writer) *trainFlags {
 		backend:     backendFlag(fs),
 		devices:     fs.Int("devices", 0, devicesUsage), // data parallel (devices.go)
 		cond:        addCondTrainFlags(fs),
+		threads:     fs.Int("threads", 0, "threads of the CPU engine (default: all cores)"),
 	}
 }
 
@@ -88,17 +90,11 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer r.Close()
-	b, info, err := openBackend(*f.backend, stderr)
+	s, info, closeEngine, err := f.start(ctx, r, stderr)
 	if err != nil {
 		return err
 	}
-	s, err := r.Start(ctx, b, *f.resume != "", data.Options{Dir: *f.dataDir, Progress: downloadProgress(stderr)}, stepsPerCall)
-	if err != nil {
-		return err
-	}
-	if _, err := useDevices(s.Trainer, b, info, *f.devices, s.TrainConfig.BatchSize, stderr); err != nil {
-		return err
-	}
+	defer closeEngine()
 	announceTrain(stderr, s)
 	if s.State.Step >= s.Total {
 		fmt.Fprintf(stdout, "%s is at step %d already, the end of this run (%d steps); to train further, resume with a larger --max-steps or --epochs\n",
@@ -112,6 +108,46 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return trainStopped(s, err, stderr)
 	}
 	return finishTrain(ctx, s, rep, stdout, stderr)
+}
+
+// start opens the backend (the CPU engine's steps when the backend choice picks it, engine.go) and
+// the session of r on it; closeEngine releases the engine.
+func (f *trainFlags) start(ctx context.Context, r *rundir.Run, stderr io.Writer) (s *rundir.Session, info backend.Info, closeEngine func(), err error) {
+	closeEngine = func() {}
+	uc, err := r.Config.UNetConfig()
+	if err != nil {
+		return nil, backend.Info{}, closeEngine, err
+	}
+	if *f.threads != 0 {
+		if err := setEngineThreads(*f.threads); err != nil {
+			return nil, backend.Info{}, closeEngine, err
+		}
+	}
+	onEngine, name, err := trainOnEngine(*f.backend, uc, r.Config.Train, stderr)
+	if err != nil {
+		return nil, backend.Info{}, closeEngine, err
+	}
+	b, info, err := openBackend(name, stderr)
+	if err != nil {
+		return nil, info, closeEngine, err
+	}
+	s, err = r.Start(ctx, b, *f.resume != "", data.Options{Dir: *f.dataDir, Progress: downloadProgress(stderr)}, stepsPerCall)
+	if err != nil {
+		return nil, info, closeEngine, err
+	}
+	if _, err := useDevices(s.Trainer, b, info, *f.devices, s.TrainConfig.BatchSize, stderr); err != nil {
+		return nil, info, closeEngine, err
+	}
+	if onEngine {
+		ds := s.Data
+		if info, closeEngine, err = attachTrainEngine(s.Trainer, b, s.TrainConfig, uc, s.Schedule, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, s.Labels, stderr); err != nil {
+			return nil, info, closeEngine, err
+		}
+		s.Sample = func(m *unet.Model, w *tensors.Tensor, plan sampler.Plan, opts sampler.Options) ([]float32, error) {
+			return engineSample(m.Config, w, plan, opts)
+		}
+	}
+	return s, info, closeEngine, nil
 }
 
 // open creates the run folder (--out) or opens it (--resume), after checking every flag.
@@ -177,7 +213,7 @@ func (f *trainFlags) override(c *rundir.Config, set map[string]bool) error {
 			c.SampleEvery = *f.sampleEvery
 		case "data-dir":
 			c.DataDir = *f.dataDir
-		case "backend", "resume", "devices":
+		case "backend", "resume", "devices", "threads":
 		default:
 			return usagef("train: --%s cannot change when resuming (it is fixed in %s); start a new run with --out", name, rundir.ConfigFile)
 		}
