@@ -181,8 +181,9 @@ func (tr *Trainer) step(st *train.State, batch []int) (float32, error) {
 	c0 := tr.cfg
 	opt := AdamWConfig{LR: c0.LR, Beta1: c0.Beta1, Beta2: c0.Beta2, Eps: c0.Eps, WeightDecay: c0.WeightDecay, MaxGradNorm: c0.MaxGradNorm}
 	p, grad := tr.g.Weights(), tr.g.Gradient()
+	// The optimizer's loops run on the engine thread, in its team of threads, like every C call.
 	err = tensors.MutableFlatData(st.M, func(m []float32) {
-		err = tensors.MutableFlatData(st.V, func(v []float32) { AdamW(opt, p, m, v, grad, st.Step) })
+		err = tensors.MutableFlatData(st.V, func(v []float32) { do(func() { AdamW(opt, p, m, v, grad, st.Step) }) })
 	})
 	if err != nil {
 		return 0, fmt.Errorf("cpu: %w", err)
@@ -191,7 +192,7 @@ func (tr *Trainer) step(st *train.State, batch []int) (float32, error) {
 		return 0, err
 	}
 	d := emaDecay(tr.cfg, st.Step)
-	if err := tensors.MutableFlatData(st.EMA, func(ema []float32) { EMA(ema, p, float64(d)) }); err != nil {
+	if err := tensors.MutableFlatData(st.EMA, func(ema []float32) { do(func() { EMA(ema, p, float64(d)) }) }); err != nil {
 		return 0, fmt.Errorf("cpu: %w", err)
 	}
 	return float32(loss), nil

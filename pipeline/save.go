@@ -28,9 +28,11 @@ const DiffusersVersion = "0.30.0"
 // scheduler config, where DDIMScheduler.from_config finds it.
 //
 // Every file is first written complete under a temporary name beside its target; only when all are
-// written are existing files moved aside and the new ones renamed into place, and if a rename fails the
-// earlier ones are undone. So an error never leaves a mix of old and new files. Other files in dir are left
-// alone.
+// written is each renamed over its target, one atomic rename per file, so no file is ever missing. If a
+// rename fails the earlier ones are undone (from hard-linked backups), so an error never leaves a mix of
+// old and new files; a kill between two renames can (each file whole), and a kill leaves temporary and
+// backup files (".NAME.tmp-*", ".NAME.old-*") that the next writer of a run folder removes. Other files
+// in dir are left alone.
 func Save(dir string, p *Pipeline, dtype checkpoint.DType) error {
 	if p == nil || p.UNet == nil {
 		return fmt.Errorf("pipeline: Save: no pipeline or no UNet; make one with Load or New")
@@ -78,11 +80,12 @@ func writeBytes(b []byte) func(io.Writer) error {
 	}
 }
 
-// rename is os.Rename; tests replace it to make a rename fail.
-var rename = os.Rename
+// rename is os.Rename (slowed by atomicfile.Delay in kill tests); tests replace it to make a rename fail.
+var rename = atomicfile.Rename
 
-// writeFiles writes files into dir as one change: all written under temporary names first, then renamed
-// into place with the old files moved aside, undone on the first failure, and the old files removed last.
+// writeFiles writes files into dir as one change: all written under temporary names first, then each
+// renamed over its target (the old file hard-linked aside first), undone on the first failure, and the
+// backups removed last.
 func writeFiles(dir string, files []outFile) (err error) {
 	targets := make([]string, len(files))
 	for i, f := range files {
@@ -112,41 +115,39 @@ func writeFiles(dir string, files []outFile) (err error) {
 		}
 	}
 
-	// 2. Old files aside, new files in; any failure puts everything back.
-	type step struct {
-		target, backup string
-		placed         bool
-	}
-	var done []*step
+	// 2. Each new file renamed over its target in one step, so the target never goes missing (a kill
+	// between two renames leaves some files new and some old, each whole). An existing target is first
+	// hard-linked to a backup name, which puts it back if a later rename fails.
+	type step struct{ target, backup string }
+	var done []step
 	undo := func() {
 		for j := len(done) - 1; j >= 0; j-- {
-			s := done[j]
-			if s.placed {
+			if s := done[j]; s.backup != "" {
+				rename(s.backup, s.target)
+			} else {
 				os.Remove(s.target)
-			}
-			if s.backup != "" {
-				os.Rename(s.backup, s.target)
 			}
 		}
 	}
 	for i, target := range targets {
-		s := &step{target: target}
+		s := step{target: target}
 		if _, err := os.Lstat(target); err == nil {
 			s.backup = backupName(target)
-			if err := rename(target, s.backup); err != nil {
-				undo()
-				return fmt.Errorf("pipeline: moving %s aside: %w; %s was left as it was", target, err, dir)
+			if err := os.Link(target, s.backup); err != nil {
+				s.backup = "" // a file system without hard links: no undo for this file
 			}
 		}
-		done = append(done, s)
 		if err := rename(tmps[i], target); err != nil {
+			if s.backup != "" {
+				os.Remove(s.backup)
+			}
 			undo()
 			return fmt.Errorf("pipeline: renaming into %s: %w; %s was left as it was", target, err, dir)
 		}
-		s.placed, tmps[i] = true, ""
+		done, tmps[i] = append(done, s), ""
 	}
 
-	// 3. The old files go.
+	// 3. The backups go.
 	for _, s := range done {
 		if s.backup != "" {
 			os.Remove(s.backup)

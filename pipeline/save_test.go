@@ -159,6 +159,9 @@ func TestSaveFailureKeepsOldFiles(t *testing.T) {
 		calls := 0
 		rename = func(from, to string) error {
 			calls++
+			if _, err := os.Stat(to); err != nil && calls <= fail {
+				t.Errorf("rename %d: %s is missing while the new file goes in: %v", calls, to, err)
+			}
 			if calls == fail {
 				return errors.New("injected rename failure")
 			}
@@ -169,8 +172,8 @@ func TestSaveFailureKeepsOldFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if fail != 9 { // 4 files, each moved aside and then in
-				t.Errorf("Save made %d renames; want 8", calls)
+			if fail != 5 { // 4 files, each renamed over the old one
+				t.Errorf("Save made %d renames; want 4", calls)
 			}
 			break
 		}

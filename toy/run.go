@@ -12,7 +12,6 @@ import (
 	"github.com/ddpm/ddpm/schedule"
 	"github.com/ddpm/ddpm/train"
 	"github.com/gomlx/gomlx/backends"
-	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
@@ -204,7 +203,7 @@ func Sample(b backends.Backend, m MLP, w []*tensors.Tensor, s *schedule.Schedule
 		OnStep: func(i, t int, xt, _ *tensors.Tensor) {
 			fr = append(fr, Frame{T: t + 1, XY: tensors.MustCopyFlatData[float32](xt)})
 		}}
-	x, err := sampler.Run(b, mlpModel{m, flat}, plan, opts)
+	x, err := sampler.Run(b, train.SamplerModel(m, flat), plan, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -238,17 +237,4 @@ func FrameTimes(s *schedule.Schedule, k int) []int {
 		}
 	}
 	return append(out, 0)
-}
-
-// mlpModel adapts the MLP and its weights, one flat vector (nn.Flatten), to sampler.Model.
-type mlpModel struct {
-	m    MLP
-	flat *tensors.Tensor
-}
-
-func (a mlpModel) Weights() []*tensors.Tensor { return []*tensors.Tensor{a.flat} }
-
-func (a mlpModel) Denoiser(nodes []*graph.Node) sampler.Denoiser {
-	w := nn.NewWeights(a.m.Specs(), nn.SplitFlat(a.m.Specs(), nodes[0])).Scope()
-	return func(xt, t, y *graph.Node) *graph.Node { return a.m.Forward(w, xt, t, y) }
 }

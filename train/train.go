@@ -328,6 +328,17 @@ func (tr *Trainer) launch(st *State, batches [][]int) (*tensors.Tensor, error) {
 	return out[5], nil
 }
 
+// A NonFiniteLoss is the error of a step whose loss is NaN or infinite; the state has been updated
+// with that step and must not be saved.
+type NonFiniteLoss struct {
+	Step int64
+	Loss float32
+}
+
+func (e *NonFiniteLoss) Error() string {
+	return fmt.Sprintf("train: loss is %v at step %d: lower the learning rate or check the data", e.Loss, e.Step)
+}
+
 // readLosses reads the losses of a call whose first step was step0+1 (waiting for the device) and
 // checks them.
 func readLosses(lt *tensors.Tensor, step0 int64) ([]float32, error) {
@@ -338,7 +349,7 @@ func readLosses(lt *tensors.Tensor, step0 int64) ([]float32, error) {
 	}
 	for i, l := range losses {
 		if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
-			return losses, fmt.Errorf("train: loss is %v at step %d: lower the learning rate or check the data", l, step0+int64(i)+1)
+			return losses, &NonFiniteLoss{Step: step0 + int64(i) + 1, Loss: l}
 		}
 	}
 	return losses, nil

@@ -29,9 +29,8 @@ import (
 	"github.com/ddpm/ddpm/pipeline"
 	"github.com/ddpm/ddpm/sampler"
 	"github.com/ddpm/ddpm/schedule"
-	"github.com/ddpm/ddpm/unet"
+	"github.com/ddpm/ddpm/train"
 	"github.com/ddpm/ddpm/viz"
-	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
@@ -54,17 +53,6 @@ type result struct {
 	MeanClassFID  float64   `json:"mean_class_fid"`
 	SampleS       float64   `json:"sample_s"`
 	Backend       string    `json:"backend"`
-}
-
-type unetModel struct {
-	m    *unet.Model
-	flat *tensors.Tensor
-}
-
-func (u unetModel) Weights() []*tensors.Tensor { return []*tensors.Tensor{u.flat} }
-func (u unetModel) Denoiser(nodes []*graph.Node) sampler.Denoiser {
-	w := nn.NewWeights(u.m.Specs(), nn.SplitFlat(u.m.Specs(), nodes[0])).Scope()
-	return func(xt, t, y *graph.Node) *graph.Node { return u.m.Forward(w, xt, t, y) }
 }
 
 func main() {
@@ -128,7 +116,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	model := unetModel{p.UNet, flat}
+	model := train.SamplerModel(p.UNet, flat)
 	sched, err := schedule.New(p.Schedule)
 	if err != nil {
 		return err

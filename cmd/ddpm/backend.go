@@ -39,14 +39,20 @@ func compileNote(info backend.Info) string {
 }
 
 func runBackends(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("backends", "", stderr)
+	fs := newFlags("backends", "[-v]", stderr)
+	verbose := fs.Bool("v", false, "also list every place searched for a plugin")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	for _, k := range []backend.Kind{backend.CUDA, backend.CPU} {
 		found, searched := backend.Search(k)
 		fmt.Fprintf(stdout, "%s plugins:\n", k)
-		if len(found) == 0 {
+		switch {
+		case *verbose:
+			for _, s := range searched {
+				fmt.Fprintf(stdout, "  searched %s\n", s)
+			}
+		case len(found) == 0:
 			fmt.Fprintf(stdout, "  none (searched %d places; `ddpm backends -v` lists them)\n", len(searched))
 		}
 		for _, p := range found {

@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"github.com/gomlx/gomlx/backends"
 	"io"
+	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/data"
 	"github.com/ddpm/ddpm/fid"
 )
@@ -23,13 +28,12 @@ const classifierHoldOut = 0.1
 //	ddpm classifier train --data mnist --out models/classifier-mnist
 //	ddpm classifier eval --classifier models/classifier-mnist
 func runClassifier(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := "train --data mnist --out models/classifier-mnist [flags] | eval [--classifier DIR] [flags]"
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fs := newFlags("classifier", usage, stderr)
-		if err := parse(fs, args); err != nil {
-			return err
+		if slices.ContainsFunc(args, isHelpFlag) {
+			fmt.Fprint(stderr, classifierUsage)
+			return flag.ErrHelp
 		}
-		return usagef("classifier: want a subcommand: train or eval (see `ddpm classifier train -h`)")
+		return usagef("classifier: want a subcommand: train or eval (see `ddpm help classifier`)")
 	}
 	switch args[0] {
 	case "train":
@@ -39,6 +43,13 @@ func runClassifier(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	return usagef("classifier: unknown subcommand %q: want train or eval", args[0])
 }
+
+const classifierUsage = `Usage: ddpm classifier SUBCOMMAND [flags]
+
+Subcommands:
+  train   train the classifier on a data set's training split (ddpm classifier train -h)
+  eval    measure a classifier's accuracy on a test split        (ddpm classifier eval -h)
+`
 
 func runClassifierTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("classifier train", "--data mnist --out models/classifier-mnist [flags]", stderr)
@@ -74,18 +85,20 @@ func runClassifierTrain(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	cfg := def
 	cfg.Epochs, cfg.MaxSteps, cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.Seed = *epochs, *maxSteps, *batch, *lr, *wd, *seed
-	b, info, err := openBackend(*bk, stderr)
-	if err != nil {
-		return err
-	}
 	cfg.StepsPerCall = *perCall
 	if cfg.StepsPerCall == 0 {
 		cfg.StepsPerCall = stepsPerCall
 	}
-	if err := cfg.Validate(); err != nil {
-		return usagef("classifier train: %v", err)
+	if err := checkClassifierFlags(cfg, *perCall, *evalB, *testN); err != nil {
+		return err
 	}
-
+	if err := checkOutputDir("classifier train", "out", *out); err != nil {
+		return err
+	}
+	b, info, err := openBackend(*bk, stderr)
+	if err != nil {
+		return err
+	}
 	opts := data.Options{Dir: *dataDir, Progress: downloadProgress(stderr)}
 	train, err := data.Load(ctx, *dataName, "train", opts)
 	if err != nil {
@@ -103,45 +116,11 @@ func runClassifierTrain(ctx context.Context, args []string, stdout, stderr io.Wr
 	fmt.Fprintf(stderr, "training the %s classifier on %d images (%s train less a %g hold-out), %d epochs at batch %d, %d steps per call\n",
 		*dataName, train.Len(), *dataName, *holdout, cfg.Epochs, cfg.BatchSize, cfg.StepsPerCall)
 	t0 := time.Now()
-	var bar *progress
-	var lastLoss float32
-	c, err := fid.TrainClassifier(ctx, b, train, cfg, func(p fid.ClassifierProgress) {
-		if bar == nil {
-			bar = newProgress(stderr, p.Steps)
-		}
-		lastLoss = p.Losses[len(p.Losses)-1]
-		bar.update(p.Step, fmt.Sprintf("step %d/%d, epoch %d, loss %.4f", p.Step, p.Steps, p.Epoch+1, lastLoss), p.Step == p.Steps)
-	})
-	if bar != nil {
-		bar.done()
-	}
+	c, lastLoss, err := fitClassifier(ctx, b, train, cfg, stderr)
 	if err != nil {
 		return err
 	}
-	trainTime := time.Since(t0)
-	t1 := time.Now()
-	acc, err := c.Accuracy(b, test, *evalB)
-	if err != nil {
-		return err
-	}
-	evalTime := time.Since(t1)
-	c.Metadata["test_accuracy"] = strconv.FormatFloat(acc, 'f', 4, 64)
-	c.Metadata["test_images"] = strconv.Itoa(test.Len())
-	c.Metadata["holdout"] = strconv.FormatFloat(*holdout, 'g', -1, 64)
-	c.Metadata["holdout_seed"] = strconv.Itoa(refHoldOutSeed)
-	c.Metadata["backend"] = info.Kind.String()
-	if err := c.Save(*out); err != nil {
-		return err
-	}
-	fi, _ := os.Stat(fid.ClassifierPath(*out))
-	var size int64
-	if fi != nil {
-		size = fi.Size()
-	}
-	fmt.Fprintf(stdout, "test accuracy %.4f (%s test, %d images)\n", acc, *dataName, test.Len())
-	fmt.Fprintf(stdout, "wrote %s (%.2f MB, sha256 %s; extractor %q)\n", fid.ClassifierPath(*out), float64(size)/1e6, c.Extractor().WeightsHash[:16], c.Extractor().Name)
-	fmt.Fprintf(stdout, "time: training %.1fs (%s steps, last loss %.4f), test %.1fs, on %s\n", trainTime.Seconds(), c.Metadata["steps"], lastLoss, evalTime.Seconds(), info.Kind)
-	return nil
+	return saveClassifier(c, b, info, test, *out, *dataName, *holdout, *evalB, lastLoss, time.Since(t0), stdout)
 }
 
 func runClassifierEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -161,9 +140,9 @@ func runClassifierEval(ctx context.Context, args []string, stdout, stderr io.Wri
 	if name == "" && *dir == "" {
 		name = "mnist"
 	}
-	path, err := fid.FindClassifier(name, *dir)
+	path, err := findClassifier(name, *dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("classifier eval: %w", err)
 	}
 	c, err := fid.LoadClassifier(path)
 	if err != nil {
@@ -192,6 +171,74 @@ func runClassifierEval(ctx context.Context, args []string, stdout, stderr io.Wri
 	fmt.Fprintf(stdout, "test accuracy %.4f (%s test, %d images; %s) of %s, sha256 %s, %.1fs on %s\n",
 		acc, name, test.Len(), recorded, fid.ClassifierPath(path), c.Extractor().WeightsHash[:16], time.Since(t0).Seconds(), info.Kind)
 	return nil
+}
+
+// saveClassifier measures the trained classifier on the test split, records it in the metadata, saves
+// it and prints the summary.
+func saveClassifier(c *fid.Classifier, b backends.Backend, info backend.Info, test *data.Dataset, out, dataName string, holdout float64, evalB int, lastLoss float32, trainTime time.Duration, stdout io.Writer) error {
+	t1 := time.Now()
+	acc, err := c.Accuracy(b, test, evalB)
+	if err != nil {
+		return err
+	}
+	evalTime := time.Since(t1)
+	c.Metadata["test_accuracy"] = strconv.FormatFloat(acc, 'f', 4, 64)
+	c.Metadata["test_images"] = strconv.Itoa(test.Len())
+	c.Metadata["holdout"] = strconv.FormatFloat(holdout, 'g', -1, 64)
+	c.Metadata["holdout_seed"] = strconv.Itoa(refHoldOutSeed)
+	c.Metadata["backend"] = info.Kind.String()
+	if err := c.Save(out); err != nil {
+		return err
+	}
+	fi, _ := os.Stat(fid.ClassifierPath(out))
+	var size int64
+	if fi != nil {
+		size = fi.Size()
+	}
+	fmt.Fprintf(stdout, "test accuracy %.4f (%s test, %d images)\n", acc, dataName, test.Len())
+	fmt.Fprintf(stdout, "wrote %s (%.2f MB, sha256 %s; extractor %q)\n", fid.ClassifierPath(out), float64(size)/1e6, c.Extractor().WeightsHash[:16], c.Extractor().Name)
+	fmt.Fprintf(stdout, "time: training %.1fs (%s steps, last loss %.4f), test %.1fs, on %s\n", trainTime.Seconds(), c.Metadata["steps"], lastLoss, evalTime.Seconds(), info.Kind)
+	return nil
+}
+
+// checkClassifierFlags checks classifier train's settings in the words of its flags.
+func checkClassifierFlags(cfg fid.ClassifierConfig, perCall, evalBatch, testN int) error {
+	for _, c := range []struct {
+		flag  string
+		v, lo int
+	}{{"epochs", cfg.Epochs, 0}, {"batch", cfg.BatchSize, 1}, {"steps-per-call", perCall, 0}, {"eval-batch", evalBatch, 1}, {"test-n", testN, 0}} {
+		if err := checkInt("classifier train", c.flag, c.v, c.lo, -1, ""); err != nil {
+			return err
+		}
+	}
+	switch {
+	case cfg.Epochs < 1 && cfg.MaxSteps < 1:
+		return usagef("classifier train: --epochs %d: want at least 1 (or --max-steps)", cfg.Epochs)
+	case cfg.MaxSteps < 0:
+		return usagef("classifier train: --max-steps %d: want >= 0", cfg.MaxSteps)
+	case !(cfg.LR > 0) || math.IsInf(cfg.LR, 0):
+		return usagef("classifier train: --lr %g: want > 0", cfg.LR)
+	case cfg.WeightDecay < 0:
+		return usagef("classifier train: --weight-decay %g: want >= 0", cfg.WeightDecay)
+	}
+	return nil
+}
+
+// fitClassifier trains the classifier with a progress bar; it returns the last loss too.
+func fitClassifier(ctx context.Context, b backends.Backend, train *data.Dataset, cfg fid.ClassifierConfig, stderr io.Writer) (*fid.Classifier, float32, error) {
+	var bar *progress
+	var lastLoss float32
+	c, err := fid.TrainClassifier(ctx, b, train, cfg, func(p fid.ClassifierProgress) {
+		if bar == nil {
+			bar = newProgress(stderr, "training the classifier", p.Steps, "steps", "shorten it with --epochs or --max-steps, or use a GPU (--backend cuda)")
+		}
+		lastLoss = p.Losses[len(p.Losses)-1]
+		bar.update(p.Step, fmt.Sprintf("epoch %d, loss %.4f", p.Epoch+1, lastLoss))
+	})
+	if bar != nil {
+		bar.finish()
+	}
+	return c, lastLoss, err
 }
 
 // loadTest loads the test split of a data set, its first n images when n > 0.

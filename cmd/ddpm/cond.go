@@ -53,34 +53,6 @@ func (f condTrainFlags) apply(fs *flag.FlagSet, dataName string, cfg *train.Conf
 	return nil
 }
 
-// trainLabels are the labels train.New needs: the data set's for a class-conditional run, else nil.
-func trainLabels(cfg train.Config, uc unet.Config, ds *data.Dataset) ([]int, error) {
-	if cfg.NumClasses == 0 {
-		if uc.ClassEmbedding() != unet.NoClasses {
-			return nil, fmt.Errorf("train: the UNet config has a class embedding (%s) but the run has no labels: train with --classes (which sets num_class_embeds itself)", uc.ClassEmbedding())
-		}
-		return nil, nil
-	}
-	if ds.Labels == nil {
-		return nil, fmt.Errorf("train: a class-conditional run needs labels, and %s has none", ds.Name)
-	}
-	return ds.Labels, nil
-}
-
-// gridClasses lays out the training run's sample grid: one row of 8 per class (classes = the null
-// label) for a class-conditional model, else 64 samples in 8 columns without labels.
-func gridClasses(uc unet.Config) (n int, labels []int32, err error) {
-	if uc.ClassEmbedding() == unet.NoClasses {
-		return 64, nil, nil
-	}
-	null, err := uc.GuidanceNull(-1)
-	if err != nil {
-		return 0, nil, err
-	}
-	c, err := sampler.ParseClasses("all", null, 0, 8)
-	return len(c.Labels), c.Labels, err
-}
-
 // condSampleFlags are ddpm sample's flags of class-conditional sampling.
 type condSampleFlags struct {
 	class    *string

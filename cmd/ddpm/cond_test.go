@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	rundir "github.com/ddpm/ddpm/run"
 	"image/png"
 	"math"
 	"os"
@@ -68,9 +69,8 @@ func TestTrainConditionalAndSample(t *testing.T) {
 	if err := json.Unmarshal(b, &uc); err != nil || uc.NumClassEmbeds == nil || *uc.NumClassEmbeds != 11 || uc.ClassEmbedType != nil {
 		t.Errorf("unet/config.json: num_class_embeds %v, class_embed_type %v (%v); want 11 and null", uc.NumClassEmbeds, uc.ClassEmbedType, err)
 	}
-	var rc runConfig
-	b, _ = os.ReadFile(filepath.Join(dir, runConfigFile))
-	if err := json.Unmarshal(b, &rc); err != nil || rc.Train.NumClasses != 10 || rc.Train.ClassDropout != 0.2 {
+	rc, err := rundir.ReadConfig(dir)
+	if err != nil || rc.Train.NumClasses != 10 || rc.Train.ClassDropout != 0.2 {
 		t.Errorf("train.json: num_classes %d, class_dropout %g (%v); want 10 and 0.2", rc.Train.NumClasses, rc.Train.ClassDropout, err)
 	}
 	if w, h := pngSize(t, filepath.Join(dir, "samples", "final.png")); h <= w {

@@ -11,15 +11,17 @@ import (
 	"github.com/ddpm/ddpm/checkpoint"
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
+	rundir "github.com/ddpm/ddpm/run"
 )
 
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("export", "--run DIR --out MODEL_DIR [--dtype f32|f16|bf16] [--online]", stderr)
+	fs := newFlags("export", "--run DIR --out MODEL_DIR [--dtype f32|f16|bf16] [--online] [--force]", stderr)
 	var (
 		runDir = fs.String("run", "", "a run directory of ddpm train, or any diffusers pipeline directory or hub name")
 		out    = fs.String("out", "", "the diffusers pipeline directory to write (DDPMPipeline.from_pretrained loads it)")
 		dtype  = fs.String("dtype", "f32", "weight precision: f32, f16 or bf16")
 		online = fs.Bool("online", false, "export the online weights of the last checkpoint instead of the EMA weights")
+		force  = fs.Bool("force", false, "replace the pipeline files in an existing --out")
 		sched  = fs.String("scheduler", "", "write this scheduler's config instead of DDPMScheduler's: dpmsolver++, sde-dpmsolver++, euler, euler_ancestral, heun, ddim or ddpm")
 		karras = fs.Bool("karras", false, "with --scheduler: use_karras_sigmas")
 		set    = stringsFlag(fs, "scheduler-config", "with --scheduler: a setting key=value (repeatable)")
@@ -36,6 +38,17 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if abs(*runDir) == abs(*out) {
 		return usagef("export: --out is the run directory itself, which is already a diffusers pipeline")
+	}
+	if err := checkOutputDir("export", "out", *out); err != nil {
+		return err
+	}
+	if entries, err := os.ReadDir(*out); err == nil && len(entries) > 0 && !*force {
+		return usagef("export: --out %s exists and is not empty: add --force to replace its pipeline files, or choose another folder", *out)
+	}
+	if fi, err := os.Stat(*runDir); err == nil && fi.IsDir() {
+		if err := checkRunDir("export", *runDir); err != nil {
+			return err
+		}
 	}
 	src, err := resolveModel(ctx, *runDir, stderr)
 	if err != nil {
@@ -79,12 +92,18 @@ func loadPipeline(dir string, online bool, stderr io.Writer) (*pipeline.Pipeline
 		fmt.Fprintf(stderr, "note: %s\n", note)
 	}
 	if online {
-		st, _, path, err := loadLatest(dir, p.UNet)
+		if len(rundir.Checkpoints(dir)) == 0 {
+			return nil, usagef("--online: %s has no checkpoints/ folder: only a run folder of ddpm train has online weights (drop --online for the EMA weights)", dir)
+		}
+		r, err := rundir.Latest(dir, p.UNet.Specs())
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(stderr, "online weights of %s\n", path)
-		if p.Weights, err = nn.Unflatten(p.UNet.Specs(), st.Params); err != nil {
+		for _, sk := range r.Skipped {
+			fmt.Fprintf(stderr, "warning: skipping an unreadable checkpoint: %s\n", sk)
+		}
+		fmt.Fprintf(stderr, "online weights of %s\n", r.Path)
+		if p.Weights, err = nn.Unflatten(p.UNet.Specs(), r.State.Params); err != nil {
 			return nil, err
 		}
 	}

@@ -19,30 +19,65 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
+	"sync"
 	"syscall"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		cancel(stopSignal{sig})
+		fmt.Fprintf(os.Stderr, "\nddpm: %s: stopping at the next step (again to quit at once)\n", signalName(sig))
+		sig = <-sigs
+		os.Exit(signalCode(sig))
+	}()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "ddpm:", err)
-		}
-		os.Exit(exitCode(err))
-	}
+	signal.Stop(sigs)
+	os.Exit(exitStatus(ctx, err, os.Stderr))
 }
 
-func exitCode(err error) int {
-	var u usageError
+// stopSignal is the cause of the context of a command stopped by a signal.
+type stopSignal struct{ sig os.Signal }
+
+func (s stopSignal) Error() string { return "stopped by " + signalName(s.sig) }
+
+func signalName(sig os.Signal) string {
+	if sig == syscall.SIGTERM {
+		return "SIGTERM"
+	}
+	return "SIGINT (Ctrl-C)"
+}
+
+// signalCode is the shell's status of a process ended by sig: 128 + its number.
+func signalCode(sig os.Signal) int {
+	if sig == syscall.SIGTERM {
+		return 128 + int(syscall.SIGTERM)
+	}
+	return 128 + int(syscall.SIGINT)
+}
+
+// exitStatus prints err once (a usage error's help has been printed by the flag package already) and
+// returns the process's exit status: 0, 1, 2 for a usage error, 130 or 143 for SIGINT or SIGTERM.
+func exitStatus(ctx context.Context, err error, stderr io.Writer) int {
+	var stop stopSignal
 	switch {
-	case errors.Is(err, flag.ErrHelp):
+	case err == nil || errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.As(err, &u):
-		return 2
+	case ctx.Err() != nil && errors.As(context.Cause(ctx), &stop):
+		fmt.Fprintf(stderr, "ddpm: %s\n", stop)
+		return signalCode(stop.sig)
 	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "ddpm: stopped")
 		return 130
+	}
+	fmt.Fprintln(stderr, "ddpm:", err)
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
 	}
 	return 1
 }
@@ -73,6 +108,8 @@ func init() {
 		"backends": {"list the compute backends found on this machine", runBackends},
 		"toy":      {"train and sample the 2-D swiss-roll toy", runToy},
 
+		"version": {"print the version of ddpm, its commit, Go and GoMLX", runVersion},
+
 		"fid":        {"FID of generated samples or images against a data split (Inception or our classifier)", runFID},
 		"samplers":   {"FID of many samplers and step counts in one process (the quality study); --report writes its tables and plots", runSamplers},
 		"classifier": {"train or evaluate the small CNN that is the fast, offline FID extractor", runClassifier},
@@ -80,14 +117,17 @@ func init() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" && len(args) == 1 {
+	if len(args) == 0 || isHelpFlag(args[0]) || args[0] == "help" && len(args) == 1 {
 		printUsage(stdout)
 		return nil
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args[0] = "version"
+	}
 	name := args[0]
-	if name == "help" {
+	if name == "help" { // ddpm help X [Y] is ddpm X [Y] -h
 		name = args[1]
-		args = []string{name, "-h"}
+		args = append(args[1:], "-h")
 	}
 	c, ok := commands[name]
 	if !ok {
@@ -107,30 +147,49 @@ func printUsage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-11s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun `ddpm help COMMAND` for its flags.")
+	fmt.Fprintln(w, "\nRun `ddpm help COMMAND` (or `ddpm COMMAND -h`) for its flags. Ctrl-C stops any command at its next step.")
 }
 
-// newFlags makes a flag set that reports errors as usage errors instead of exiting.
+// newFlags makes a flag set that returns errors instead of exiting and prints nothing itself: main
+// prints an error once, and parse prints the usage for -h.
 func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("ddpm "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: ddpm %s %s\n\nFlags:\n", name, usage)
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	helps.Store(fs, func() { printHelp(fs, name, usage, stderr) })
 	return fs
 }
 
-// parse parses flags; a parse failure is a usage error (the flag package already printed it).
+// helps holds each flag set's help printer.
+var helps sync.Map
+
+func printHelp(fs *flag.FlagSet, name, usage string, w io.Writer) {
+	fmt.Fprintf(w, "Usage: ddpm %s %s\n", name, usage)
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n == 0 {
+		fmt.Fprintln(w, "\nNo flags.")
+		return
+	}
+	fmt.Fprintln(w, "\nFlags:")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// parse parses flags: -h prints the usage; any other failure is a usage error that names the help.
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			if h, ok := helps.Load(fs); ok {
+				h.(func())()
+			}
 			return err
 		}
-		return usageError{err.Error()}
+		return usagef("%s: %v (see `%s -h`)", strings.TrimPrefix(fs.Name(), "ddpm "), err, fs.Name())
 	}
 	if fs.NArg() > 0 {
-		return usagef("%s: unexpected argument %q (flags go before nothing; see `%s -h`)", fs.Name(), fs.Arg(0), fs.Name())
+		return usagef("%s: unexpected argument %q (every setting is a flag; see `%s -h`)", strings.TrimPrefix(fs.Name(), "ddpm "), fs.Arg(0), fs.Name())
 	}
 	return nil
 }

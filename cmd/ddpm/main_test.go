@@ -9,6 +9,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -20,11 +21,27 @@ import (
 func ddpm(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") && args[0] != "help" {
-		args = append([]string{args[0], "--backend", "go"}, args[1:]...)
-	}
+	args = withGoBackend(args)
 	err := run(context.Background(), args, &out, &errb)
 	return out.String(), errb.String(), err
+}
+
+// withGoBackend adds --backend go to the commands that take it.
+func withGoBackend(args []string) []string {
+	at := 0
+	switch {
+	case len(args) == 0:
+	case args[0] == "classifier" && len(args) > 1 && !strings.HasPrefix(args[1], "-"):
+		at = 2
+	case args[0] == "viz" && slices.Contains(args, "step"):
+		return append(append([]string{}, args...), "--backend", "go")
+	case slices.Contains([]string{"train", "sample", "fid", "bench", "toy", "verify"}, args[0]):
+		at = 1
+	}
+	if at == 0 {
+		return args
+	}
+	return append(append(append([]string{}, args[:at]...), "--backend", "go"), args[at:]...)
 }
 
 func TestVerifyAgainstDiffusers(t *testing.T) {

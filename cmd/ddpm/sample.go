@@ -12,99 +12,132 @@ import (
 
 	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/checkpoint"
+	"github.com/ddpm/ddpm/cpu"
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
+	rundir "github.com/ddpm/ddpm/run"
 	"github.com/ddpm/ddpm/sampler"
-	"github.com/ddpm/ddpm/schedule"
 	"github.com/ddpm/ddpm/train"
 	"github.com/ddpm/ddpm/unet"
 	"github.com/ddpm/ddpm/viz"
 	"github.com/gomlx/gomlx/backends"
-	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
-// unetModel adapts a UNet and its weights, one flat vector (nn.Flatten), to sampler.Model: one
-// device buffer per call instead of one per weight.
-type unetModel struct {
-	m    *unet.Model
-	flat *tensors.Tensor
-}
-
-func newUNetModel(m *unet.Model, weights []*tensors.Tensor) (unetModel, error) {
+// newUNetModel is a UNet with its weights as the sampler takes it (one flat vector, train.SamplerModel).
+func newUNetModel(m *unet.Model, weights []*tensors.Tensor) (sampler.Model, error) {
 	flat, err := nn.Flatten(m.Specs(), weights)
-	return unetModel{m, flat}, err
+	if err != nil {
+		return nil, err
+	}
+	return train.SamplerModel(m, flat), nil
 }
 
-func (u unetModel) Weights() []*tensors.Tensor { return []*tensors.Tensor{u.flat} }
+// sampleFlags are the flags of ddpm sample.
+type sampleFlags struct {
+	fs                                       *flag.FlagSet
+	run, model, sampler, scheduler, variance *string
+	out, init, noise, trajectory, backend    *string
+	steps, n, cols, scale, perCall           *int
+	eta                                      *float64
+	seed                                     *int64
+	online, exact, karras                    *bool
+	threads                                  *int
+	schedSet                                 *[]string
+	cond                                     condSampleFlags
+}
 
-func (u unetModel) Denoiser(nodes []*graph.Node) sampler.Denoiser {
-	w := nn.NewWeights(u.m.Specs(), nn.SplitFlat(u.m.Specs(), nodes[0])).Scope()
-	return func(xt, t, y *graph.Node) *graph.Node { return u.m.Forward(w, xt, t, y) }
+func newSampleFlags(stderr io.Writer) *sampleFlags {
+	fs := newFlags("sample", "[--run DIR | --model DIR_OR_HUB_NAME] [flags]", stderr)
+	return &sampleFlags{fs: fs,
+		run:        fs.String("run", "", "a run folder of ddpm train (its EMA weights)"),
+		model:      fs.String("model", "", "a diffusers pipeline folder or a hub name such as google/ddpm-cifar10-32 (default: the bundled MNIST model)"),
+		sampler:    fs.String("sampler", "", "dpmsolver++, sde-dpmsolver++, euler, euler_ancestral, heun, ddim or ddpm (default: the pipeline's scheduler; see pipeline.DefaultSampler for the bundled model)"),
+		scheduler:  fs.String("scheduler", "", "same as --sampler, in diffusers' words (a class name such as DPMSolverMultistepScheduler also works)"),
+		karras:     fs.Bool("karras", false, "Karras sigmas (use_karras_sigmas) for dpmsolver++, euler and heun"),
+		schedSet:   stringsFlag(fs, "scheduler-config", "a scheduler setting key=value over the pipeline's scheduler_config.json, e.g. solver_order=3 (repeatable)"),
+		steps:      fs.Int("steps", 0, "sampling steps, 1 to the model's T (default: T for ddpm, 50 for ddim, 10 for the bundled model on the pure-Go backend)"),
+		eta:        fs.Float64("eta", 0, "DDIM eta >= 0: 0 deterministic, 1 DDPM-like"),
+		variance:   fs.String("variance", "", "DDPM variance: fixed_large (beta_t), fixed_small (beta-tilde) or fixed_small_log (default: the scheduler config's)"),
+		n:          fs.Int("n", 64, "number of samples, >= 1"),
+		cols:       fs.Int("cols", 0, "grid columns (0: square)"),
+		seed:       fs.Int64("seed", 0, "seed of x_T and the step noise (same seed, same samples on the same backend)"),
+		out:        fs.String("out", "samples.png", "output: .png (a grid, clamped to [-1, 1]) or .safetensors (key \"sample\", [N,C,H,W] float32, model space, unclamped)"),
+		init:       fs.String("init", "", "x_T from FILE.safetensors#KEY ([N,C,H,W] float32, unit normal: the scheduler multiplies it by its init_noise_sigma) instead of the seed"),
+		noise:      fs.String("noise", "", "the step noise from FILE.safetensors#KEY ([steps,N,C,H,W], in step order) instead of the seed"),
+		trajectory: fs.String("trajectory", "", "also write ~10 frames of the reverse process (x_t and the model's x0 estimate) to this .png or .gif"),
+		online:     fs.Bool("online", false, "with --run: use the online weights of the last checkpoint instead of the EMA weights"),
+		scale:      fs.Int("scale", 0, "grid upscale factor, 1 to 32 (0: 2 for images under 64 pixels, else 1)"),
+		perCall:    fs.Int("steps-per-call", 0, "sampling steps per compiled call (0: 1; more steps per call compile longer than they save)"),
+		exact:      fs.Bool("exact", false, "float32-exact products and convolutions on GPUs (3 TF32 passes, 3x slower; default: TF32 tensor cores)"),
+		backend:    backendFlag(fs),
+		cond:       addCondSampleFlags(fs),
+		threads:    fs.Int("threads", 0, "threads of the CPU engine (default: all cores)"),
+	}
+}
+
+// check checks every flag and output path before anything is loaded.
+func (f *sampleFlags) check() error {
+	if *f.scheduler != "" {
+		if *f.sampler != "" && *f.sampler != *f.scheduler {
+			return usagef("sample: --sampler %s and --scheduler %s disagree", *f.sampler, *f.scheduler)
+		}
+		*f.sampler = *f.scheduler
+	}
+	switch {
+	case *f.run != "" && *f.model != "":
+		return usagef("sample: give --run or --model, not both")
+	case *f.online && *f.run == "":
+		return usagef("sample: --online needs --run")
+	case *f.eta < 0:
+		return usagef("sample: --eta %g: want >= 0", *f.eta)
+	case *f.trajectory != "" && abs(*f.trajectory) == abs(*f.out):
+		return usagef("sample: --trajectory and --out are the same file")
+	}
+	if *f.sampler != "" {
+		var k pipeline.Scheduler
+		if err := k.UnmarshalText([]byte(*f.sampler)); err != nil && k.UnmarshalText([]byte(strings.ToLower(*f.sampler))) != nil {
+			return usagef("sample: --sampler %q: %v", *f.sampler, unprefix(err))
+		}
+	}
+	if *f.variance != "" {
+		if err := checkChoice("sample", "variance", *f.variance, "fixed_large", "fixed_small", "fixed_small_log"); err != nil {
+			return err
+		}
+	}
+	for _, c := range []struct {
+		flag      string
+		v, lo, hi int
+		note      string
+	}{{"n", *f.n, 1, 1 << 20, ""}, {"cols", *f.cols, 0, 1 << 20, "(0: square)"}, {"scale", *f.scale, 0, 32, "(0: automatic)"},
+		{"steps", *f.steps, 0, -1, "(0: the sampler's default)"}, {"steps-per-call", *f.perCall, 0, -1, ""}} {
+		if err := checkInt("sample", c.flag, c.v, c.lo, c.hi, c.note); err != nil {
+			return err
+		}
+	}
+	for _, a := range []struct{ flag, v string }{{"init", *f.init}, {"noise", *f.noise}} {
+		if path, key, ok := strings.Cut(a.v, "#"); a.v != "" && (!ok || key == "" || path == "") {
+			return usagef("sample: --%s %q: want FILE.safetensors#KEY", a.flag, a.v)
+		}
+	}
+	if err := checkOutput("sample", "out", *f.out, ".png", ".safetensors"); err != nil {
+		return err
+	}
+	if *f.trajectory != "" {
+		return checkOutput("sample", "trajectory", *f.trajectory, ".png", ".gif")
+	}
+	return nil
 }
 
 func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sample", "[--run DIR | --model DIR_OR_HUB_NAME] [flags]", stderr)
-	var (
-		runDir     = fs.String("run", "", "a run directory of ddpm train (its EMA weights)")
-		modelFlag  = fs.String("model", "", "a diffusers pipeline directory or a hub name such as google/ddpm-cifar10-32 (default: the bundled MNIST model)")
-		samplerArg = fs.String("sampler", "", "dpmsolver++, sde-dpmsolver++, euler, euler_ancestral, heun, ddim or ddpm (default: the pipeline's scheduler; see pipeline.DefaultSampler for the bundled model)")
-		schedArg   = fs.String("scheduler", "", "same as --sampler, in diffusers' words (a class name such as DPMSolverMultistepScheduler also works)")
-		karras     = fs.Bool("karras", false, "Karras sigmas (use_karras_sigmas) for dpmsolver++, euler and heun")
-		schedSet   = stringsFlag(fs, "scheduler-config", "a scheduler setting key=value over the pipeline's scheduler_config.json, e.g. solver_order=3 (repeatable)")
-		steps      = fs.Int("steps", 0, "sampling steps (default: all T for ddpm, 50 for ddim, 10 for the bundled model on the pure-Go backend)")
-		eta        = fs.Float64("eta", 0, "DDIM eta: 0 deterministic, 1 DDPM-like")
-		variance   = fs.String("variance", "", "DDPM variance: fixed_large (beta_t) or fixed_small (beta-tilde) (default: the scheduler config's)")
-		n          = fs.Int("n", 64, "number of samples")
-		cols       = fs.Int("cols", 0, "grid columns (default: square)")
-		seed       = fs.Int64("seed", 0, "seed of x_T and the step noise (same seed, same samples on the same backend)")
-		out        = fs.String("out", "samples.png", "output: .png (a grid, clamped to [-1, 1]) or .safetensors (key \"sample\", [N,C,H,W] float32, model space, unclamped)")
-		initArg    = fs.String("init", "", "x_T from FILE.safetensors#KEY ([N,C,H,W] float32, unit normal: the scheduler multiplies it by its init_noise_sigma) instead of the seed")
-		noiseArg   = fs.String("noise", "", "the step noise from FILE.safetensors#KEY ([steps,N,C,H,W], in step order) instead of the seed")
-		trajectory = fs.String("trajectory", "", "also write ~10 frames of the reverse process (x_t and the model's x0 estimate) to this .png or .gif")
-		online     = fs.Bool("online", false, "with --run: use the online weights of the last checkpoint instead of the EMA weights")
-		scale      = fs.Int("scale", 0, "grid upscale factor (default: 2 for images under 64 pixels)")
-		perCall    = fs.Int("steps-per-call", 0, "sampling steps per compiled call (default 1: more steps per call compile longer than they save)")
-		exact      = fs.Bool("exact", false, "float32-exact products and convolutions on GPUs (3 TF32 passes, 3x slower; default: TF32 tensor cores)")
-		bk         = backendFlag(fs)
-		cond       = addCondSampleFlags(fs)
-		threads    = fs.Int("threads", 0, "threads of the CPU engine (default: all cores)")
-	)
-	if err := parse(fs, args); err != nil {
+	f := newSampleFlags(stderr)
+	if err := parse(f.fs, args); err != nil {
 		return err
 	}
-	if *schedArg != "" {
-		if *samplerArg != "" && *samplerArg != *schedArg {
-			return usagef("sample: --sampler %s and --scheduler %s disagree", *samplerArg, *schedArg)
-		}
-		*samplerArg = *schedArg
+	if err := f.check(); err != nil {
+		return err
 	}
-	if *runDir != "" && *modelFlag != "" {
-		return usagef("sample: give --run or --model, not both")
-	}
-	if *online && *runDir == "" {
-		return usagef("sample: --online needs --run")
-	}
-	ext := strings.ToLower(filepath.Ext(*out))
-	if ext != ".png" && ext != ".safetensors" {
-		return usagef("sample: --out %s: want a .png or .safetensors file", *out)
-	}
-
-	bundled := *runDir == "" && *modelFlag == ""
-	src := *runDir
-	if *modelFlag != "" {
-		var err error
-		if src, err = resolveModel(ctx, *modelFlag, stderr); err != nil {
-			return err
-		}
-	}
-	if bundled {
-		var err error
-		if src, err = cond.bundled(); err != nil {
-			return err
-		}
-	}
-	p, err := loadPipeline(src, *online, stderr)
+	p, src, err := f.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
@@ -112,106 +145,81 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-
-	eng, info, bkName, err := openEngine(*bk, p.UNet.Config, model.flat, *threads, stderr)
+	eng, b, info, err := f.open(p, model, stderr)
 	if err != nil {
 		return err
 	}
-	var b backends.Backend
-	if eng == nil {
-		if b, info, err = openBackend(bkName, stderr); err != nil {
-			return err
-		}
-	}
-	if *exact {
+	if *f.exact {
 		nn.SetPrecision(nn.Highest)
 	}
-	plan, desc, err := chooseSampler(p, *samplerArg, *steps, *eta, *variance, *karras, *schedSet, bundled, info.Kind == backend.Go || info.Kind == backend.OneDNN)
+	plan, desc, err := f.plan(p, info)
 	if err != nil {
 		return err
 	}
-
-	uc := p.UNet.Config
-	h, w := 32, 32
-	if uc.SampleSize != nil {
-		h, w = uc.SampleSize[0], uc.SampleSize[1]
-	}
-	opts := sampler.Options{N: *n, Shape: []int{uc.InChannels, h, w}, Seed: *seed, StepsPerCall: *perCall}
-	if *perCall == 0 {
-		opts.StepsPerCall = stepsPerCall
-	}
-	if *initArg != "" {
-		if opts.Init, err = readTensorArg(*initArg); err != nil {
-			return err
-		}
-		d := opts.Init.Shape().Dimensions
-		if len(d) != 4 {
-			return fmt.Errorf("sample: --init %s: shape %v, want [N,C,H,W]", *initArg, d)
-		}
-		opts.N, opts.Shape = d[0], d[1:]
-	}
-	if *noiseArg != "" {
-		if opts.Noise, err = readTensorArg(*noiseArg); err != nil {
-			return err
-		}
-	}
-	guided, classCols, condDesc, err := cond.apply(fs, p.UNet.Config, &opts, model, *cols)
+	opts, err := f.options(p, plan)
 	if err != nil {
 		return err
 	}
-	if classCols > 0 {
-		*cols = classCols
+	model, desc, err = f.conditional(p, &opts, model, desc)
+	if err != nil {
+		return err
 	}
-	if condDesc != "" {
-		desc += ", " + condDesc
-	}
+	fmt.Fprintf(stderr, "sampling %d images of %dx%dx%d from %s: %s\n", opts.N, opts.Shape[0], opts.Shape[1], opts.Shape[2], src, desc)
 	var frames []viz.Frame
-	if *trajectory != "" {
+	if *f.trajectory != "" {
 		opts.Record = recordSteps(len(plan), 10)
 		opts.OnStep = func(i, t int, xt, x0 *tensors.Tensor) {
 			frames = append(frames, viz.Frame{T: t, Xt: tensors.MustCopyFlatData[float32](xt), X0Hat: tensors.MustCopyFlatData[float32](x0)})
 		}
 	}
-	fmt.Fprintf(stderr, "sampling %d images of %dx%dx%d from %s: %s\n", opts.N, opts.Shape[0], opts.Shape[1], opts.Shape[2], describeSource(src, bundled), desc)
 	start := time.Now()
-	var x *tensors.Tensor
-	if eng != nil {
-		den, err := engineDenoiser(eng, cond, p.UNet.Config, opts.Shape)
-		if err != nil {
-			return err
-		}
-		if x, err = sampler.RunHost(den, plan, opts); err != nil {
-			return err
-		}
-	} else {
-		runner, err := sampler.NewRunner(b, guided)
-		if err != nil {
-			return err
-		}
-		defer runner.Finalize()
-		if x, err = runner.Run(plan, opts); err != nil {
-			return err
-		}
-		if info.Kind != backend.Go {
-			st := runner.Stats()
-			fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs%s; then %.2f ms per step\n", st.StepsPerCall,
-				(st.Draw + st.FirstCall).Seconds(), compileNote(info), st.SteadyStep().Seconds()*1000)
-		}
-	}
-	vals := tensors.MustCopyFlatData[float32](x)
-	el := time.Since(start)
-	if err := writeSamples(*out, vals, opts.N, opts.Shape, *cols, *scale); err != nil {
+	vals, err := f.sample(ctx, eng, b, info, p.UNet.Config, model, plan, opts, stderr)
+	if err != nil {
 		return err
 	}
-	if *trajectory != "" {
-		// The last frame is the returned sample itself (x_0, nothing left to predict).
-		frames = append(frames, viz.Frame{T: -1, Xt: vals, X0Hat: vals})
-		if err := writeTrajectory(*trajectory, frames, opts.N, opts.Shape); err != nil {
-			return err
+	el := time.Since(start)
+	written, err := f.write(vals, frames, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (%d samples, %s, %.1fs on %s)\n", strings.Join(written, " and "), opts.N, desc, el.Seconds(), info.Kind)
+	return nil
+}
+
+// load loads the pipeline to sample and names its source.
+func (f *sampleFlags) load(ctx context.Context, stderr io.Writer) (*pipeline.Pipeline, string, error) {
+	src, name := *f.run, *f.run
+	switch {
+	case *f.model != "":
+		var err error
+		if src, err = resolveModel(ctx, *f.model, stderr); err != nil {
+			return nil, "", err
+		}
+		name = src
+	case *f.run == "":
+		var err error
+		if src, err = f.cond.bundled(); err != nil {
+			return nil, "", err
+		}
+		name = "the bundled " + filepath.Base(src) + " model"
+	default:
+		if err := checkRunDir("sample", src); err != nil {
+			return nil, "", err
 		}
 	}
-	fmt.Fprintf(stdout, "wrote %s (%d samples, %s, %.1fs on %s)\n", *out, opts.N, desc, el.Seconds(), info.Kind)
-	return nil
+	p, err := loadPipeline(src, *f.online, stderr)
+	return p, name, err
+}
+
+func (f *sampleFlags) bundled() bool { return *f.run == "" && *f.model == "" }
+
+// plan builds the sampling plan the flags ask for (chooseSampler), after checking --steps against the
+// model's T.
+func (f *sampleFlags) plan(p *pipeline.Pipeline, info backend.Info) (sampler.Plan, string, error) {
+	if *f.steps > p.Schedule.T {
+		return nil, "", usagef("sample: --steps %d: want between 1 and %d, the model's number of diffusion steps", *f.steps, p.Schedule.T)
+	}
+	return chooseSampler(p, *f.sampler, *f.steps, *f.eta, *f.variance, *f.karras, *f.schedSet, f.bundled(), info.Kind == backend.Go || info.Kind == backend.OneDNN)
 }
 
 // chooseSampler builds the sampling plan the flags ask for (pipeline.Choice: the scheduler class built from
@@ -248,7 +256,7 @@ func chooseSampler(p *pipeline.Pipeline, class string, steps int, eta float64, v
 	}
 	r, err := c.Plan(cfg)
 	if err != nil {
-		return nil, "", usagef("sample: %v", err)
+		return nil, "", usagef("sample: %v", unprefix(err))
 	}
 	return r.Plan, r.Desc, nil
 }
@@ -264,6 +272,135 @@ type stringList []string
 
 func (l *stringList) String() string     { return strings.Join(*l, " ") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// options are the sampler's options: the shape, the seed, --init and --noise.
+func (f *sampleFlags) options(p *pipeline.Pipeline, plan sampler.Plan) (sampler.Options, error) {
+	uc := p.UNet.Config
+	h, w := 32, 32
+	if uc.SampleSize != nil {
+		h, w = uc.SampleSize[0], uc.SampleSize[1]
+	}
+	opts := sampler.Options{N: *f.n, Shape: []int{uc.InChannels, h, w}, Seed: *f.seed, StepsPerCall: *f.perCall}
+	if *f.perCall == 0 {
+		opts.StepsPerCall = stepsPerCall
+	}
+	var err error
+	if *f.init != "" {
+		if opts.Init, err = readTensorArg(*f.init); err != nil {
+			return opts, fmt.Errorf("sample: --init: %w", err)
+		}
+		d := opts.Init.Shape().Dimensions
+		if len(d) != 4 || d[1] != uc.InChannels || d[2] != h || d[3] != w {
+			return opts, usagef("sample: --init %s: shape %v, want [N,%d,%d,%d]", *f.init, d, uc.InChannels, h, w)
+		}
+		opts.N = d[0]
+	}
+	if *f.noise != "" {
+		if opts.Noise, err = readTensorArg(*f.noise); err != nil {
+			return opts, fmt.Errorf("sample: --noise: %w", err)
+		}
+		if d := opts.Noise.Shape().Dimensions; len(d) != 5 || d[0] < len(plan)-1 || d[0] > len(plan) || d[1] != opts.N {
+			return opts, usagef("sample: --noise %s: shape %v, want [%d,%d,%d,%d,%d] ([steps,N,C,H,W]; the last step's draw may be left out)", *f.noise, d, len(plan), opts.N, uc.InChannels, h, w)
+		}
+	}
+	return opts, nil
+}
+
+// conditional applies --class, --guidance and --null-label (cond.go): labels in opts, a guided model,
+// a grid of one row per class.
+func (f *sampleFlags) conditional(p *pipeline.Pipeline, opts *sampler.Options, m sampler.Model, desc string) (sampler.Model, string, error) {
+	guided, classCols, condDesc, err := f.cond.apply(f.fs, p.UNet.Config, opts, m, *f.cols)
+	if err != nil {
+		return nil, "", err
+	}
+	if classCols > 0 {
+		*f.cols = classCols
+	}
+	if condDesc != "" {
+		desc += ", " + condDesc
+	}
+	return guided, desc, nil
+}
+
+// open opens the CPU engine (engine.go) when the backend choice picks it, else a GoMLX backend.
+func (f *sampleFlags) open(p *pipeline.Pipeline, model sampler.Model, stderr io.Writer) (*cpu.Net, backends.Backend, backend.Info, error) {
+	eng, info, name, err := openEngine(*f.backend, p.UNet.Config, model.Weights()[0], *f.threads, stderr)
+	if err != nil || eng != nil {
+		return eng, nil, info, err
+	}
+	b, info, err := openBackend(name, stderr)
+	return nil, b, info, err
+}
+
+// sample runs the sampler on the engine or the backend with a progress bar, stopping at the next step
+// when ctx is done.
+func (f *sampleFlags) sample(ctx context.Context, eng *cpu.Net, b backends.Backend, info backend.Info, uc unet.Config, model sampler.Model, plan sampler.Plan, opts sampler.Options, stderr io.Writer) ([]float32, error) {
+	bar := newProgress(stderr, "sampling", int64(len(plan)), "steps", "make it shorter with --steps or --n, or use a GPU (--backend cuda)")
+	opts.Progress = func(done, total int) { bar.update(int64(done), "") }
+	opts.Context = ctx
+	var x *tensors.Tensor
+	var stats *sampler.RunStats
+	var err error
+	if eng != nil {
+		var den sampler.HostDenoiser
+		if den, err = engineDenoiser(eng, f.cond, uc, opts.Shape); err == nil {
+			x, err = sampler.RunHost(den, plan, opts)
+		}
+	} else {
+		var runner *sampler.Runner
+		if runner, err = sampler.NewRunner(b, model); err != nil {
+			return nil, err
+		}
+		defer runner.Finalize()
+		x, err = runner.Run(plan, opts)
+		st := runner.Stats()
+		stats = &st
+	}
+	bar.finish()
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "sampling stopped: nothing was written")
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	if stats != nil && info.Kind != backend.Go {
+		fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs%s; then %.2f ms per step\n", stats.StepsPerCall,
+			(stats.Draw + stats.FirstCall).Seconds(), compileNote(info), stats.SteadyStep().Seconds()*1000)
+	}
+	return tensors.CopyFlatData[float32](x)
+}
+
+// write writes the samples and the trajectory and returns the files written.
+func (f *sampleFlags) write(vals []float32, frames []viz.Frame, opts sampler.Options) ([]string, error) {
+	if err := writeSamples(*f.out, vals, opts.N, opts.Shape, *f.cols, *f.scale); err != nil {
+		return nil, err
+	}
+	written := []string{*f.out}
+	if *f.trajectory != "" {
+		// The last frame is the returned sample itself (x_0, nothing left to predict).
+		frames = append(frames, viz.Frame{T: -1, Xt: vals, X0Hat: vals})
+		if err := writeTrajectory(*f.trajectory, frames, opts.N, opts.Shape); err != nil {
+			return written, err
+		}
+		written = append(written, "the trajectory "+*f.trajectory)
+	}
+	return written, nil
+}
+
+// checkRunDir checks that dir is a folder and removes the leftovers of a killed writer if it is a run
+// folder.
+func checkRunDir(cmd, dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return usagef("%s: --run %s: no such folder (want a run folder of ddpm train)", cmd, dir)
+	}
+	if !fi.IsDir() {
+		return usagef("%s: --run %s is a file (want a run folder of ddpm train)", cmd, dir)
+	}
+	_, err = rundir.Clean(dir)
+	return err
+}
 
 // stepsPerCall is the default number of steps per compiled call, of sampling and of training, on
 // every backend. Measured on an H200: DDPM-1000 of 64 MNIST images took 4.9 s with one step per call,
@@ -368,58 +505,9 @@ func writeTrajectory(path string, frames []viz.Frame, n int, shape []int) error 
 	return viz.WritePNG(path, img)
 }
 
-// sampleGrid writes an 8x8 grid of EMA samples with DDIM (fixed seed, so grids compare across epochs);
-// for a class-conditional model one row of 8 per class, of the plain conditional model (guidance 1).
-func sampleGrid(b backends.Backend, kind backend.Kind, model *unet.Model, ema *tensors.Tensor, sched *schedule.Schedule, rc runConfig, path string) error {
-	c := sampler.DefaultDDIM()
-	c.Prediction = rc.Train.Prediction
-	plan, err := c.Plan(sched, rc.SampleSteps)
-	if err != nil {
-		return err
-	}
-	uc := model.Config
-	shape := []int{uc.InChannels, uc.SampleSize[0], uc.SampleSize[1]}
-	n, labels, err := gridClasses(uc)
-	if err != nil {
-		return err
-	}
-	opts := sampler.Options{N: n, Shape: shape, Seed: 1, StepsPerCall: stepsPerCall, Labels: labels}
-	if kind == backend.OneDNN {
-		vals, err := engineSample(model.Config, ema, plan, opts)
-		if err != nil {
-			return err
-		}
-		return writeSamples(path, vals, n, shape, 8, 2)
-	}
-	x, err := sampler.Run(b, unetModel{model, ema}, plan, opts)
-	if err != nil {
-		return err
-	}
-	return writeSamples(path, tensors.MustCopyFlatData[float32](x), n, shape, 8, 2)
-}
-
-// writePipeline writes the run directory's diffusers files (model_index.json, unet/, scheduler/) with
-// the EMA weights.
-func writePipeline(dir string, model *unet.Model, ema *tensors.Tensor, rc runConfig) error {
-	weights, err := nn.Unflatten(model.Specs(), ema)
-	if err != nil {
-		return err
-	}
-	ddpm := sampler.DefaultDDPM()
-	ddpm.Prediction = rc.Train.Prediction
-	ddpm.Variance = rc.DDPMVariance
-	p, err := pipeline.New(model.Config, weights, rc.Schedule, ddpm)
-	if err != nil {
-		return err
-	}
-	return pipeline.Save(dir, p, checkpoint.F32)
-}
-
 func resolveModel(ctx context.Context, name string, stderr io.Writer) (string, error) {
 	if fi, err := os.Stat(name); err == nil && fi.IsDir() {
 		return name, nil
 	}
 	return pipeline.Resolve(ctx, name, pipeline.Options{Token: os.Getenv("HF_TOKEN"), Progress: downloadProgress(stderr)})
 }
-
-var _ = train.Default

@@ -216,7 +216,7 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		res.SampleS = time.Since(t0).Seconds()
 		t1 := time.Now()
-		feats, err := extractFeatures(b, ext, toUnit(vals), *n, gen.shape, fb, "generated", io.Discard)
+		feats, err := extractFeatures(ctx, b, ext, toUnit(vals), *n, gen.shape, fb, "generated", io.Discard)
 		if err != nil {
 			return err
 		}

@@ -35,6 +35,9 @@ func runToy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case *samples < 1:
 		return usagef("toy: --samples %d: want at least 1", *samples)
 	}
+	if err := checkOutputDir("toy", "out", *out); err != nil {
+		return err
+	}
 	if err := cfg.Data.UnmarshalText([]byte(*dataName)); err != nil {
 		return usagef("toy: --data: %v", err)
 	}
@@ -51,12 +54,12 @@ func runToy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stderr, "training the toy MLP on %d points of %s: batch %d, %d steps, T = %d\n",
 		cfg.Points, cfg.Data, cfg.Train.BatchSize, cfg.Steps, cfg.Schedule.T)
-	bar := newProgress(stderr, cfg.Steps)
+	bar := newProgress(stderr, "training", cfg.Steps, "steps", "")
 	start := time.Now()
 	res, err := toy.Run(ctx, b, cfg, func(done, total int64, loss float32) {
-		bar.update(done, fmt.Sprintf("step %d/%d loss %.4f", done, total, loss), done == total)
+		bar.update(done, fmt.Sprintf("loss %.4f", loss))
 	})
-	bar.done()
+	bar.finish()
 	if err != nil {
 		return err
 	}

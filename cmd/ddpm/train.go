@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/ddpm/ddpm/internal/atomicfile"
 	"io"
 	"math"
 	"os"
@@ -18,171 +16,293 @@ import (
 	"time"
 
 	"github.com/ddpm/ddpm/backend"
-	"github.com/ddpm/ddpm/checkpoint"
 	"github.com/ddpm/ddpm/data"
+	rundir "github.com/ddpm/ddpm/run"
 	"github.com/ddpm/ddpm/sampler"
 	"github.com/ddpm/ddpm/schedule"
 	"github.com/ddpm/ddpm/train"
 	"github.com/ddpm/ddpm/unet"
-	"github.com/ddpm/ddpm/viz"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
-// runConfig is everything that defines a training run; it is saved as train.json in the run
-// directory and inside every checkpoint, so a run can be resumed and reproduced.
-type runConfig struct {
-	Data         string           `json:"data"`
-	DataDir      string           `json:"data_dir,omitempty"`
-	HoldOut      float64          `json:"holdout"`
-	HoldOutSeed  uint64           `json:"holdout_seed"`
-	Epochs       int              `json:"epochs"`
-	MaxSteps     int64            `json:"max_steps"`
-	Seed         uint64           `json:"seed"`
-	UNet         json.RawMessage  `json:"unet"`
-	Schedule     schedule.Config  `json:"schedule"`
-	Train        train.Config     `json:"train"`
-	SampleEvery  int              `json:"sample_every_epochs"`
-	SampleSteps  int              `json:"sample_steps"`
-	CkptSteps    int64            `json:"checkpoint_every_steps"`
-	CkptMinutes  float64          `json:"checkpoint_every_minutes"`
-	KeepCkpts    int              `json:"keep_checkpoints"`
-	LogEvery     int              `json:"log_every_steps"`
-	DDPMVariance sampler.Variance `json:"ddpm_variance"`
-	Devices      int              `json:"-"` // --devices: of this process, not of the run
+// trainFlags are the flags of ddpm train.
+type trainFlags struct {
+	fs                                                  *flag.FlagSet
+	data, dataDir, out, resume, preset, unetCfg         *string
+	prediction, betaSched, precision, variance, backend *string
+	epochs, batch, timesteps, perCall, sampleEvery      *int
+	sampleSteps, keep, logEvery                         *int
+	maxSteps, ckptSteps                                 *int64
+	lr, wd, emaDecay, gradClip, holdout, ckptMinutes    *float64
+	seed                                                *uint64
+	emaWarmup, force                                    *bool
+	devices, threads                                    *int
+	cond                                                condTrainFlags
 }
 
-const (
-	runConfigFile = "train.json"
-	lossLogFile   = "loss.csv"
-	ckptDir       = "checkpoints"
-)
+func newTrainFlags(stderr io.Writer) *trainFlags {
+	fs := newFlags("train", "--out DIR [flags]  |  ddpm train --resume DIR [flags]", stderr)
+	def := train.Default()
+	return &trainFlags{fs: fs,
+		data:        fs.String("data", "mnist", "dataset: "+strings.Join(data.Names(), ", ")+", or a folder of PNG/JPEG images"),
+		dataDir:     fs.String("data-dir", "", "folder holding the dataset's idx .gz files (default: the cache, the Go module, a download)"),
+		out:         fs.String("out", "", "run folder to create (checkpoints, logs, samples, diffusers files)"),
+		force:       fs.Bool("force", false, "with --out: start an existing run folder again, deleting its checkpoints"),
+		resume:      fs.String("resume", "", "continue the run in this folder from its last checkpoint (or from step 0 if it has none)"),
+		preset:      fs.String("preset", "", "UNet preset: "+presetNames()+" (default mnist)"),
+		unetCfg:     fs.String("unet-config", "", "UNet2DModel config.json to train instead of a preset"),
+		epochs:      fs.Int("epochs", 40, "epochs to train"),
+		maxSteps:    fs.Int64("max-steps", 0, "stop after this many optimizer steps (0: --epochs decides)"),
+		batch:       fs.Int("batch", def.BatchSize, "batch size"),
+		lr:          fs.Float64("lr", def.LR, "AdamW learning rate"),
+		wd:          fs.Float64("weight-decay", def.WeightDecay, "AdamW weight decay"),
+		emaDecay:    fs.Float64("ema-decay", def.EMADecay, "EMA decay, applied every step, in [0, 1)"),
+		emaWarmup:   fs.Bool("ema-warmup", false, "use diffusers' EMA warm-up min(decay, (1+n)/(10+n))"),
+		gradClip:    fs.Float64("max-grad-norm", 0, "clip the gradient's global norm (0: off)"),
+		prediction:  fs.String("prediction", "epsilon", "training target: epsilon, sample or v_prediction"),
+		betaSched:   fs.String("beta-schedule", "linear", "linear, scaled_linear, squaredcos_cap_v2 or sigmoid"),
+		timesteps:   fs.Int("timesteps", 1000, "diffusion steps T"),
+		holdout:     fs.Float64("holdout", 0, "fraction of the training set held out (never trained on), in [0, 1)"),
+		seed:        fs.Uint64("seed", 0, "seed of the weights, batches and noise"),
+		perCall:     fs.Int("steps-per-call", 0, "optimizer steps per compiled call (0: 1, the fastest measured)"),
+		sampleEvery: fs.Int("sample-every", 5, "write a grid of EMA samples every N epochs (0: only at the end)"),
+		sampleSteps: fs.Int("sample-steps", 50, "DDIM steps for those grids"),
+		ckptSteps:   fs.Int64("checkpoint-every", 5000, "checkpoint every N steps"),
+		ckptMinutes: fs.Float64("checkpoint-minutes", 10, "and at least every N minutes"),
+		keep:        fs.Int("keep", 3, "checkpoints to keep"),
+		logEvery:    fs.Int("log-every", 1, "write the loss every N steps"),
+		precision:   fs.String("precision", "fp32", "compute precision: fp32, or bf16 (bfloat16 compute, float32 master weights and EMA)"),
+		variance:    fs.String("ddpm-variance", "fixed_large", "the DDPM sampler's variance in the saved scheduler: fixed_large (beta_t) or fixed_small (beta-tilde)"),
+		backend:     backendFlag(fs),
+		devices:     fs.Int("devices", 0, devicesUsage), // data parallel (devices.go)
+		cond:        addCondTrainFlags(fs),
+		threads:     fs.Int("threads", 0, "threads of the CPU engine (default: all cores)"),
+	}
+}
 
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("train", "--data mnist --out runs/mnist [flags]", stderr)
-	def := train.Default()
-	devices := fs.Int("devices", 0, devicesUsage) // data parallel (devices.go)
-	var (
-		dataName    = fs.String("data", "mnist", "dataset: "+strings.Join(data.Names(), ", "))
-		dataDir     = fs.String("data-dir", "", "directory holding the dataset's idx .gz files (default: cache, Go module, download)")
-		out         = fs.String("out", "", "run directory to create (checkpoints, logs, samples, diffusers files)")
-		resume      = fs.String("resume", "", "continue the run in this directory from its last checkpoint")
-		preset      = fs.String("preset", "", "UNet preset: mnist, cifar10 (default: mnist for 28x28 data)")
-		unetCfg     = fs.String("unet-config", "", "UNet2DModel config.json to train instead of a preset")
-		epochs      = fs.Int("epochs", 40, "epochs to train")
-		maxSteps    = fs.Int64("max-steps", 0, "stop after this many optimizer steps (0: epochs decide)")
-		batch       = fs.Int("batch", def.BatchSize, "batch size")
-		lr          = fs.Float64("lr", def.LR, "AdamW learning rate")
-		wd          = fs.Float64("weight-decay", def.WeightDecay, "AdamW weight decay")
-		emaDecay    = fs.Float64("ema-decay", def.EMADecay, "EMA decay, applied every step")
-		emaWarmup   = fs.Bool("ema-warmup", false, "use diffusers' EMA warm-up min(decay, (1+n)/(10+n))")
-		gradClip    = fs.Float64("max-grad-norm", 0, "clip the gradient's global norm (0: off)")
-		prediction  = fs.String("prediction", "epsilon", "training target: epsilon, sample, v_prediction")
-		betaSched   = fs.String("beta-schedule", "linear", "linear, scaled_linear, squaredcos_cap_v2, sigmoid")
-		timesteps   = fs.Int("timesteps", 1000, "diffusion steps T")
-		holdout     = fs.Float64("holdout", 0, "fraction of the training set held out (never trained on), e.g. 0.1")
-		seed        = fs.Uint64("seed", 0, "seed of the weights, batches and noise")
-		perCall     = fs.Int("steps-per-call", 0, "optimizer steps per compiled call (0: 1, the fastest measured)")
-		sampleEvery = fs.Int("sample-every", 5, "write a grid of EMA samples every N epochs (0: only at the end)")
-		sampleSteps = fs.Int("sample-steps", 50, "DDIM steps for those grids")
-		ckptSteps   = fs.Int64("checkpoint-every", 5000, "checkpoint every N steps")
-		ckptMinutes = fs.Float64("checkpoint-minutes", 10, "and at least every N minutes")
-		keep        = fs.Int("keep", 3, "checkpoints to keep")
-		logEvery    = fs.Int("log-every", 1, "write the loss every N steps")
-		precision   = fs.String("precision", "fp32", "compute precision: fp32, or bf16 (bfloat16 compute, float32 master weights and EMA)")
-		variance    = fs.String("ddpm-variance", "fixed_large", "the DDPM sampler's variance in the saved scheduler: fixed_large (beta_t) or fixed_small (beta-tilde)")
-		bk          = backendFlag(fs)
-		cond        = addCondTrainFlags(fs)
-	)
-	if err := parse(fs, args); err != nil {
+	f := newTrainFlags(stderr)
+	if err := parse(f.fs, args); err != nil {
 		return err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	r, err := f.open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	s, info, closeEngine, err := f.start(ctx, r, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeEngine()
+	announceTrain(stderr, s)
+	if s.State.Step >= s.Total {
+		fmt.Fprintf(stdout, "%s is at step %d already, the end of this run (%d steps); to train further, resume with a larger --max-steps or --epochs\n",
+			r.Dir, s.State.Step, s.Total)
+		return nil
+	}
+	rep := newTrainReport(stderr, s, info)
+	err = s.Train(ctx, rep.report)
+	rep.bar.finish()
+	if err != nil {
+		return trainStopped(s, err, stderr)
+	}
+	return finishTrain(ctx, s, rep, stdout, stderr)
+}
 
-	var rc runConfig
-	var dir string
+// start opens the backend (the CPU engine's steps when the backend choice picks it, engine.go) and
+// the session of r on it; closeEngine releases the engine.
+func (f *trainFlags) start(ctx context.Context, r *rundir.Run, stderr io.Writer) (s *rundir.Session, info backend.Info, closeEngine func(), err error) {
+	closeEngine = func() {}
+	uc, err := r.Config.UNetConfig()
+	if err != nil {
+		return nil, backend.Info{}, closeEngine, err
+	}
+	if *f.threads != 0 {
+		if err := setEngineThreads(*f.threads); err != nil {
+			return nil, backend.Info{}, closeEngine, err
+		}
+	}
+	onEngine, name, err := trainOnEngine(*f.backend, uc, r.Config.Train, stderr)
+	if err != nil {
+		return nil, backend.Info{}, closeEngine, err
+	}
+	b, info, err := openBackend(name, stderr)
+	if err != nil {
+		return nil, info, closeEngine, err
+	}
+	s, err = r.Start(ctx, b, *f.resume != "", data.Options{Dir: *f.dataDir, Progress: downloadProgress(stderr)}, stepsPerCall)
+	if err != nil {
+		return nil, info, closeEngine, err
+	}
+	if _, err := useDevices(s.Trainer, b, info, *f.devices, s.TrainConfig.BatchSize, stderr); err != nil {
+		return nil, info, closeEngine, err
+	}
+	if onEngine {
+		ds := s.Data
+		if info, closeEngine, err = attachTrainEngine(s.Trainer, b, s.TrainConfig, uc, s.Schedule, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, s.Labels, stderr); err != nil {
+			return nil, info, closeEngine, err
+		}
+		s.Sample = func(m *unet.Model, w *tensors.Tensor, plan sampler.Plan, opts sampler.Options) ([]float32, error) {
+			return engineSample(m.Config, w, plan, opts)
+		}
+	}
+	return s, info, closeEngine, nil
+}
+
+// open creates the run folder (--out) or opens it (--resume), after checking every flag.
+func (f *trainFlags) open() (*rundir.Run, error) {
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 	switch {
-	case *resume != "" && *out != "":
-		return usagef("train: give --resume DIR or --out DIR, not both")
-	case *resume != "":
-		dir = *resume
-		b, err := os.ReadFile(filepath.Join(dir, runConfigFile))
+	case *f.resume != "" && *f.out != "":
+		return nil, usagef("train: give --resume DIR or --out DIR, not both")
+	case *f.resume == "" && *f.out == "":
+		return nil, usagef("train: --out DIR is required (or --resume DIR)")
+	case *f.resume != "":
+		if set["force"] {
+			return nil, usagef("train: --force goes with --out (to start a run folder again), not with --resume")
+		}
+		c, err := rundir.ReadConfig(*f.resume)
 		if err != nil {
-			return fmt.Errorf("train: --resume %s: %w (is it a run directory made by ddpm train?)", dir, err)
+			return nil, err
 		}
-		if err := json.Unmarshal(b, &rc); err != nil {
-			return fmt.Errorf("train: %s: %w", filepath.Join(dir, runConfigFile), err)
+		if err := f.override(&c, set); err != nil {
+			return nil, err
 		}
-		for name := range set {
-			switch name {
-			case "epochs":
-				rc.Epochs = *epochs
-			case "max-steps":
-				rc.MaxSteps = *maxSteps
-			case "backend", "resume", "data-dir", "devices":
-			case "steps-per-call":
-				rc.Train.StepsPerCall = *perCall
-			case "checkpoint-every":
-				rc.CkptSteps = *ckptSteps
-			case "checkpoint-minutes":
-				rc.CkptMinutes = *ckptMinutes
-			case "keep":
-				rc.KeepCkpts = *keep
-			case "sample-every":
-				rc.SampleEvery = *sampleEvery
-			default:
-				return usagef("train: --%s cannot change when resuming (it is fixed in %s); start a new run with --out", name, runConfigFile)
-			}
-		}
-		if set["data-dir"] {
-			rc.DataDir = *dataDir
-		}
-	case *out == "":
-		return usagef("train: --out DIR is required (or --resume DIR)")
-	default:
-		dir = *out
-		if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
-			return fmt.Errorf("train: %s exists and is not empty: resume it with --resume %s, or choose another --out", dir, dir)
-		}
-		cfg := def
-		cfg.BatchSize, cfg.LR, cfg.WeightDecay = *batch, *lr, *wd
-		cfg.EMADecay, cfg.EMAWarmup, cfg.MaxGradNorm = *emaDecay, *emaWarmup, *gradClip
-		if err := cfg.Prediction.UnmarshalText([]byte(*prediction)); err != nil {
-			return usagef("train: --prediction: %v", err)
-		}
-		cfg.ZeroInit = []string{"conv_out.weight", "conv_out.bias"}
-		cfg.StepsPerCall = *perCall
-		if err := cfg.Precision.UnmarshalText([]byte(*precision)); err != nil {
-			return usagef("train: --precision: %v", err)
-		}
-		sc := schedule.Default()
-		sc.T = *timesteps
-		if err := sc.BetaSchedule.UnmarshalText([]byte(*betaSched)); err != nil {
-			return usagef("train: --beta-schedule: %v", err)
-		}
-		var v sampler.Variance
-		if err := v.UnmarshalText([]byte(*variance)); err != nil {
-			return usagef("train: --ddpm-variance: %v", err)
-		}
-		rc = runConfig{Data: *dataName, DataDir: *dataDir, HoldOut: *holdout, HoldOutSeed: 1234,
-			Epochs: *epochs, MaxSteps: *maxSteps, Seed: *seed, Schedule: sc, Train: cfg,
-			SampleEvery: *sampleEvery, SampleSteps: *sampleSteps, CkptSteps: *ckptSteps,
-			CkptMinutes: *ckptMinutes, KeepCkpts: *keep, LogEvery: *logEvery, DDPMVariance: v}
-		uc, err := chooseUNet(*preset, *unetCfg)
+		r, err := rundir.Open(*f.resume)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := cond.apply(fs, *dataName, &rc.Train, &uc); err != nil {
-			return err
+		if err := r.SetConfig(c); err != nil {
+			r.Close()
+			return nil, err
 		}
-		if rc.UNet, err = json.Marshal(uc); err != nil {
-			return err
+		return r, nil
+	}
+	c, err := f.config()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOutputDir("train", "out", *f.out); err != nil {
+		return nil, err
+	}
+	if err := rundir.CheckNew(*f.out, *f.force); err != nil {
+		return nil, err
+	}
+	return rundir.Create(*f.out, c, *f.force)
+}
+
+// override applies to a resumed run's config the flags that may change; the others are an error.
+func (f *trainFlags) override(c *rundir.Config, set map[string]bool) error {
+	for name := range set {
+		switch name {
+		case "epochs":
+			c.Epochs = *f.epochs
+		case "max-steps":
+			c.MaxSteps = *f.maxSteps
+		case "steps-per-call":
+			c.Train.StepsPerCall = *f.perCall
+		case "checkpoint-every":
+			c.CkptSteps = *f.ckptSteps
+		case "checkpoint-minutes":
+			c.CkptMinutes = *f.ckptMinutes
+		case "keep":
+			c.KeepCkpts = *f.keep
+		case "sample-every":
+			c.SampleEvery = *f.sampleEvery
+		case "data-dir":
+			c.DataDir = *f.dataDir
+		case "backend", "resume", "devices", "threads":
+		default:
+			return usagef("train: --%s cannot change when resuming (it is fixed in %s); start a new run with --out", name, rundir.ConfigFile)
 		}
 	}
-	if err := rc.validate(); err != nil {
-		return err
+	return checkTrainFlags(*c)
+}
+
+// config builds a new run's config from the flags.
+func (f *trainFlags) config() (rundir.Config, error) {
+	tc := train.Default()
+	tc.BatchSize, tc.LR, tc.WeightDecay = *f.batch, *f.lr, *f.wd
+	tc.EMADecay, tc.EMAWarmup, tc.MaxGradNorm = *f.emaDecay, *f.emaWarmup, *f.gradClip
+	tc.ZeroInit = []string{"conv_out.weight", "conv_out.bias"}
+	tc.StepsPerCall = *f.perCall
+	sc := schedule.Default()
+	sc.T = *f.timesteps
+	var v sampler.Variance
+	for _, e := range []struct {
+		flag, value string
+		into        interface{ UnmarshalText([]byte) error }
+	}{{"prediction", *f.prediction, &tc.Prediction}, {"precision", *f.precision, &tc.Precision},
+		{"beta-schedule", *f.betaSched, &sc.BetaSchedule}, {"ddpm-variance", *f.variance, &v}} {
+		if err := e.into.UnmarshalText([]byte(e.value)); err != nil {
+			return rundir.Config{}, usagef("train: --%s %s: %v", e.flag, e.value, unprefix(err))
+		}
 	}
-	rc.Devices = *devices
-	return trainRun(ctx, dir, rc, *bk, *resume != "", stdout, stderr)
+	if fi, err := os.Stat(*f.data); err == nil && fi.IsDir() {
+		*f.data, _ = filepath.Abs(*f.data) // a folder: found again from any directory
+	}
+	c := rundir.Config{Data: *f.data, DataDir: *f.dataDir, HoldOut: *f.holdout, HoldOutSeed: 1234,
+		Epochs: *f.epochs, MaxSteps: *f.maxSteps, Seed: *f.seed, Schedule: sc, Train: tc,
+		SampleEvery: *f.sampleEvery, SampleSteps: *f.sampleSteps, CkptSteps: *f.ckptSteps,
+		CkptMinutes: *f.ckptMinutes, KeepCkpts: *f.keep, LogEvery: *f.logEvery, DDPMVariance: v}
+	if err := checkTrainFlags(c); err != nil {
+		return c, err
+	}
+	uc, err := chooseUNet(*f.preset, *f.unetCfg)
+	if err != nil {
+		return c, err
+	}
+	if err := f.cond.apply(f.fs, *f.data, &c.Train, &uc); err != nil {
+		return c, err
+	}
+	c.UNet, err = json.Marshal(uc)
+	return c, err
+}
+
+// checkTrainFlags checks a run's settings in the words of the flags that set them.
+func checkTrainFlags(c rundir.Config) error {
+	t := c.Train
+	for _, k := range []struct {
+		bad       bool
+		flag, val string
+		want      string
+	}{
+		{c.Epochs < 1 && c.MaxSteps < 1, "epochs", strconv.Itoa(c.Epochs), "at least 1 (or --max-steps)"},
+		{c.MaxSteps < 0, "max-steps", fmt.Sprint(c.MaxSteps), ">= 0"},
+		{t.BatchSize < 1, "batch", strconv.Itoa(t.BatchSize), ">= 1"},
+		{!(t.LR > 0) || math.IsInf(t.LR, 0), "lr", fmt.Sprint(t.LR), "> 0"},
+		{t.WeightDecay < 0, "weight-decay", fmt.Sprint(t.WeightDecay), ">= 0"},
+		{t.EMADecay < 0 || t.EMADecay >= 1, "ema-decay", fmt.Sprint(t.EMADecay), "in [0, 1)"},
+		{t.MaxGradNorm < 0, "max-grad-norm", fmt.Sprint(t.MaxGradNorm), ">= 0 (0: off)"},
+		{c.Schedule.T < 2 || c.Schedule.T > 100000, "timesteps", strconv.Itoa(c.Schedule.T), "between 2 and 100000"},
+		{c.HoldOut < 0 || c.HoldOut >= 1, "holdout", fmt.Sprint(c.HoldOut), "a fraction in [0, 1)"},
+		{t.StepsPerCall < 0, "steps-per-call", strconv.Itoa(t.StepsPerCall), ">= 0"},
+		{c.SampleEvery < 0, "sample-every", strconv.Itoa(c.SampleEvery), ">= 0"},
+		{c.SampleSteps < 1 || c.SampleSteps > c.Schedule.T, "sample-steps", strconv.Itoa(c.SampleSteps), fmt.Sprintf("between 1 and --timesteps (%d)", c.Schedule.T)},
+		{c.CkptSteps < 1, "checkpoint-every", fmt.Sprint(c.CkptSteps), ">= 1"},
+		{!(c.CkptMinutes > 0), "checkpoint-minutes", fmt.Sprint(c.CkptMinutes), "> 0"},
+		{c.KeepCkpts < 1, "keep", strconv.Itoa(c.KeepCkpts), ">= 1"},
+		{c.LogEvery < 1, "log-every", strconv.Itoa(c.LogEvery), ">= 1"},
+	} {
+		if k.bad {
+			return usagef("train: --%s %s: want %s", k.flag, k.val, k.want)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return usageError{"train: " + unprefix(err).Error()}
+	}
+	return nil
+}
+
+func presetNames() string {
+	names := make([]string, 0, len(unet.Presets))
+	for n := range unet.Presets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
 }
 
 func chooseUNet(preset, file string) (unet.Config, error) {
@@ -194,218 +314,137 @@ func chooseUNet(preset, file string) (unet.Config, error) {
 	case preset == "":
 		preset = "mnist"
 	}
-	return unet.Preset(preset)
+	c, err := unet.Preset(preset)
+	if err != nil {
+		return c, usagef("train: --preset %s: want one of %s", preset, presetNames())
+	}
+	return c, nil
 }
 
-func (rc runConfig) validate() error {
-	switch {
-	case rc.Epochs < 1 && rc.MaxSteps < 1:
-		return usagef("train: --epochs %d: want at least 1 (or --max-steps)", rc.Epochs)
-	case rc.MaxSteps < 0:
-		return usagef("train: --max-steps %d: want >= 0", rc.MaxSteps)
-	case rc.HoldOut < 0 || rc.HoldOut >= 1:
-		return usagef("train: --holdout %g: want a fraction in [0, 1)", rc.HoldOut)
-	case rc.SampleSteps < 1:
-		return usagef("train: --sample-steps %d: want >= 1", rc.SampleSteps)
-	case rc.CkptSteps < 1:
-		return usagef("train: --checkpoint-every %d: want >= 1", rc.CkptSteps)
-	case rc.KeepCkpts < 1:
-		return usagef("train: --keep %d: want >= 1", rc.KeepCkpts)
-	case rc.LogEvery < 1:
-		return usagef("train: --log-every %d: want >= 1", rc.LogEvery)
-	case rc.Train.StepsPerCall < 0:
-		return usagef("train: --steps-per-call %d: want >= 0", rc.Train.StepsPerCall)
-	}
-	if rc.Train.StepsPerCall > 0 {
-		if err := rc.Train.Validate(); err != nil {
-			return usageError{err.Error()}
+func announceTrain(stderr io.Writer, s *rundir.Session) {
+	if r := s.Restored; r != nil {
+		for _, sk := range r.Skipped {
+			fmt.Fprintf(stderr, "warning: skipping an unreadable checkpoint (left as it is): %s\n", sk)
 		}
+		fmt.Fprintf(stderr, "resuming %s at step %d (epoch %d of %d)\n", r.Path, s.State.Step,
+			min(s.State.Step/s.PerEpoch+1, s.Epochs()), s.Epochs())
+	} else if s.Run.Config.Epochs > 0 && len(rundir.Checkpoints(s.Run.Dir)) == 0 && s.State.Step == 0 {
+		fmt.Fprintf(stderr, "starting %s at step 0\n", s.Run.Dir)
 	}
-	return rc.Schedule.Validate()
-}
-
-// trainRun trains in dir, fresh or from its last checkpoint.
-func trainRun(ctx context.Context, dir string, rc runConfig, backendName string, resuming bool, stdout, stderr io.Writer) error {
-	uc, err := unet.ParseConfig(rc.UNet)
-	if err != nil {
-		return err
-	}
-	model, err := unet.New(uc)
-	if err != nil {
-		return err
-	}
-	if uc.Dropout > 0 {
-		return fmt.Errorf("train: the UNet config has dropout %g; training with dropout is not supported yet (set it to 0)", uc.Dropout)
-	}
-	sched, err := schedule.New(rc.Schedule)
-	if err != nil {
-		return err
-	}
-	ds, err := data.Load(ctx, rc.Data, "train", data.Options{Dir: rc.DataDir, Progress: downloadProgress(stderr)})
-	if err != nil {
-		return err
-	}
-	if rc.HoldOut > 0 {
-		if ds, _, err = ds.HoldOut(rc.HoldOut, rc.HoldOutSeed); err != nil {
-			return err
-		}
-	}
-	if uc.InChannels != ds.C || (uc.SampleSize != nil && (uc.SampleSize[0] != ds.H || uc.SampleSize[1] != ds.W)) {
-		return fmt.Errorf("train: the UNet takes %d channels at %v, the data is %dx%dx%d", uc.InChannels, uc.SampleSize, ds.C, ds.H, ds.W)
-	}
-	b, info, err := openBackend(backendName, stderr)
-	if err != nil {
-		return err
-	}
-	cfg := rc.Train
-	if cfg.StepsPerCall == 0 {
-		cfg.StepsPerCall = stepsPerCall
-	}
-	labels, err := trainLabels(cfg, uc, ds)
-	if err != nil {
-		return err
-	}
-	tr, err := train.New(b, cfg, model, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, labels)
-	if err != nil {
-		return err
-	}
-	if _, err := useDevices(tr, b, info, rc.Devices, cfg.BatchSize, stderr); err != nil {
-		return err
-	}
-	perEpoch := int64(ds.Len() / cfg.BatchSize)
-	total := int64(rc.Epochs) * perEpoch
-	if rc.MaxSteps > 0 && (rc.Epochs < 1 || rc.MaxSteps < total) {
-		total = rc.MaxSteps
-	}
-
-	if err := os.MkdirAll(filepath.Join(dir, ckptDir), 0o755); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	rcJSON, _ := json.MarshalIndent(rc, "", "  ")
-	var st *train.State
-	bstate := data.BatcherState{N: ds.Len(), BatchSize: cfg.BatchSize, DropLast: true, Seed: rc.Seed + 1}
-	if resuming {
-		var path string
-		st, bstate, path, err = loadLatest(dir, model)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "resuming %s at step %d (epoch %d)\n", path, st.Step, bstate.Epoch)
-	} else {
-		if err := writeFileAtomic(filepath.Join(dir, runConfigFile), rcJSON); err != nil {
-			return err
-		}
-		if st, err = tr.Init(rc.Seed); err != nil {
-			return err
-		}
-	}
-	batcher, err := data.NewBatcher(bstate)
-	if err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	log, err := openLossLog(filepath.Join(dir, lossLogFile), st.Step)
-	if err != nil {
-		return err
-	}
-	defer log.Close()
-
+	tc := s.TrainConfig
 	fmt.Fprintf(stderr, "training %s: %s parameters, %d images, batch %d, %d steps (%.1f epochs of %d), %d steps per call\n",
-		rc.Data, fmtCount(paramCount(model)), ds.Len(), cfg.BatchSize, total, float64(total)/float64(perEpoch), perEpoch, cfg.StepsPerCall)
+		s.Run.Config.Data, fmtCount(paramCount(s.Model)), s.Data.Len(), tc.BatchSize, s.Total,
+		float64(s.Total)/float64(s.PerEpoch), s.PerEpoch, tc.StepsPerCall)
+}
 
-	saveCkpt := func() error {
-		return saveCheckpoint(dir, model, st, batcher.State(), rc, rcJSON, sched)
+// trainReport shows a training's progress.
+type trainReport struct {
+	s      *rundir.Session
+	info   backend.Info
+	bar    *progress
+	batch  int
+	from   int64 // the step this process started at
+	step0  int64 // the step of the first report
+	start  time.Time
+	train  time.Duration
+	recent []float32
+	w      io.Writer
+}
+
+func newTrainReport(w io.Writer, s *rundir.Session, info backend.Info) *trainReport {
+	hint := "shorten it with --max-steps, or use a GPU (--backend cuda)"
+	return &trainReport{s: s, info: info, w: w, start: time.Now(), batch: s.TrainConfig.BatchSize, from: s.State.Step,
+		bar: newProgress(w, "training", s.Total, "steps", hint)}
+}
+
+func (t *trainReport) report(r rundir.Report) {
+	if r.First {
+		fmt.Fprintf(t.w, "first call (compile + %d steps): %.1fs%s\n", len(r.Losses), time.Since(t.start).Seconds(), compileNote(t.info))
+		t.step0 = r.Step
 	}
-	var (
-		start      = time.Now()
-		lastCkpt   = time.Now()
-		bar        = newProgress(stderr, total-st.Step)
-		startStep  = st.Step
-		step0      = st.Step
-		start0     = time.Now()
-		lastEpoch  = batcher.Epoch()
-		warned     = info.Kind != backend.Go
-		recentLoss []float32
-		firstCall  = true
-	)
-	after := func(st *train.State, epoch int, losses []float32) error {
-		el := time.Since(start).Seconds()
-		if firstCall {
-			firstCall = false
-			fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs%s\n", len(losses), el, compileNote(info))
-			start, startStep = time.Now(), st.Step
-			el = 1e-9
-		}
-		for i, l := range losses {
-			step := st.Step - int64(len(losses)) + int64(i) + 1
-			if step%int64(rc.LogEvery) == 0 {
-				if err := log.Write(step, float64(step)/float64(perEpoch), l, el); err != nil {
-					return err
-				}
-			}
-		}
-		recentLoss = append(recentLoss, losses...)
-		if len(recentLoss) > 100 {
-			recentLoss = recentLoss[len(recentLoss)-100:]
-		}
-		done := st.Step - startStep
-		rate := float64(done) * float64(cfg.BatchSize) / el
-		if done == 0 {
-			rate = math.NaN()
-		}
-		if !warned && done >= 3 {
-			warned = true
-			eta := time.Duration(float64(total-st.Step) * float64(cfg.BatchSize) / rate * float64(time.Second))
-			if eta > 10*time.Minute {
-				fmt.Fprintf(stderr, "note: on the pure-Go backend this run takes about %s (%.1f images/s); a GPU takes minutes (--backend cuda), or shorten it with --max-steps\n", fmtDuration(eta), rate)
-			}
-		}
-		bar.update(st.Step-step0, fmt.Sprintf("step %d/%d epoch %d/%d loss %.4f %.0f img/s", st.Step, total,
-			int(st.Step/perEpoch)+1, (total+perEpoch-1)/perEpoch, mean32(recentLoss), rate), st.Step == total)
-		if epoch != lastEpoch {
-			lastEpoch = epoch
-			if rc.SampleEvery > 0 && epoch%rc.SampleEvery == 0 && st.Step < total {
-				p := filepath.Join(dir, "samples", fmt.Sprintf("epoch-%03d.png", epoch))
-				if err := sampleGrid(b, info.Kind, model, st.EMA, sched, rc, p); err != nil {
-					return err
-				}
-			}
-		}
-		if st.Step-lastStep(dir) >= rc.CkptSteps || time.Since(lastCkpt).Minutes() >= rc.CkptMinutes {
-			lastCkpt = time.Now()
-			if err := saveCkpt(); err != nil {
-				return err
-			}
-		}
-		return nil
+	t.train = r.Train
+	t.recent = append(t.recent, r.Losses...)
+	if len(t.recent) > 100 {
+		t.recent = t.recent[len(t.recent)-100:]
 	}
-	err = tr.Run(ctx, st, batcher, total, after)
-	bar.done()
-	el := time.Since(start)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	detail := fmt.Sprintf("epoch %d/%d, loss %.4f", r.Epoch, t.s.Epochs(), mean32(t.recent))
+	if rate := t.rate(r.Step); rate > 0 {
+		detail += ", " + fmtRate(rate)
+	}
+	t.bar.update(r.Step, detail)
+}
+
+// rate is the images per second since the first report, 0 before it can be measured.
+func (t *trainReport) rate(step int64) float64 {
+	if step <= t.step0 || t.train <= 0 {
+		return 0
+	}
+	return float64(step-t.step0) * float64(t.batch) / t.train.Seconds()
+}
+
+// trainStopped explains a training that did not finish: interrupted, diverged or failed.
+func trainStopped(s *rundir.Session, err error, stderr io.Writer) error {
+	var nf *rundir.NonFiniteError
+	switch {
+	case errors.As(err, &nf):
+		return fmt.Errorf("train: %s", unprefix(err))
+	case errors.Is(err, context.Canceled):
+		if s.Saved != "" {
+			fmt.Fprintf(stderr, "stopped at step %d; checkpoint saved: %s; continue with `ddpm train --resume %s`\n", s.State.Step, s.Saved, s.Run.Dir)
+		} else {
+			fmt.Fprintf(stderr, "stopped at step %d; nothing to save\n", s.State.Step)
+		}
+	}
+	return err
+}
+
+func finishTrain(ctx context.Context, s *rundir.Session, t *trainReport, stdout, stderr io.Writer) error {
+	final := filepath.Join(s.Run.Dir, rundir.SamplesDir, "final.png")
+	fmt.Fprintf(stderr, "checkpoint saved: %s\ndrawing %s: %d samples x %d DDIM steps%s\n", s.Saved, final,
+		rundir.GridSamples, s.Run.Config.SampleSteps, gridEstimate(s, t))
+	bar := newProgress(stderr, "sampling the grid", int64(s.Run.Config.SampleSteps), "steps", "")
+	err := s.Finish(ctx, func(done, _ int) { bar.update(int64(done), "") })
+	bar.finish()
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(stderr, "stopped while drawing %s; the training is complete and saved in %s\n", final, s.Saved)
+			return ctx.Err()
+		}
 		return err
 	}
-	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
-		fmt.Fprintf(stderr, "interrupted at step %d: saving a checkpoint\n", st.Step)
-		if err := saveCkpt(); err != nil {
-			return err
-		}
-		return context.Canceled
+	msg := fmt.Sprintf("trained %d steps (to step %d) in %s", s.State.Step-t.from, s.State.Step, fmtDuration(time.Since(t.start)))
+	if rate := t.rate(s.State.Step); rate > 0 {
+		msg += fmt.Sprintf("; steady state %s, %s per epoch", fmtRate(rate),
+			fmtDuration(time.Duration(float64(s.PerEpoch*int64(t.batch))/rate*float64(time.Second))))
 	}
-	if err := saveCkpt(); err != nil {
-		return err
+	if len(t.recent) > 0 {
+		msg += fmt.Sprintf("; final loss (mean of the last %d steps) %.4f", len(t.recent), mean32(t.recent))
 	}
-	if err := sampleGrid(b, info.Kind, model, st.EMA, sched, rc, filepath.Join(dir, "samples", "final.png")); err != nil {
-		return err
-	}
-	if err := plotLoss(filepath.Join(dir, lossLogFile), filepath.Join(dir, "loss.png"), rc.Data); err != nil {
-		return err
-	}
-	steady := max(st.Step-startStep, 1)
-	fmt.Fprintf(stdout, "trained %d steps in %s; steady state %.2f s/epoch, %.0f images/s; final loss (mean of last 100 steps) %.4f\n",
-		st.Step-step0, fmtDuration(time.Since(start0)), el.Seconds()/float64(steady)*float64(perEpoch),
-		float64(steady)*float64(cfg.BatchSize)/el.Seconds(), mean32(recentLoss))
-	fmt.Fprintf(stdout, "run directory %s: samples/final.png, loss.png, %s; sample with `ddpm sample --run %s`\n", dir, lossLogFile, dir)
+	fmt.Fprintln(stdout, msg)
+	fmt.Fprintf(stdout, "run folder %s: samples/final.png, loss.png, %s; sample with `ddpm sample --run %s`\n", s.Run.Dir, rundir.LossFile, s.Run.Dir)
 	return nil
+}
+
+// gridEstimate guesses the time of a sample grid from the training speed: a sampling step of 64
+// images costs about a third of a training step's images (forward only).
+func gridEstimate(s *rundir.Session, t *trainReport) string {
+	rate := t.rate(s.State.Step)
+	if rate <= 0 {
+		return ""
+	}
+	d := time.Duration(float64(rundir.GridSamples*s.Run.Config.SampleSteps) / (3 * rate) * float64(time.Second))
+	if d < 30*time.Second {
+		return ""
+	}
+	return fmt.Sprintf(", about %s (fewer with a smaller --sample-steps)", fmtDuration(d))
+}
+
+// fmtRate formats images per second with the digits that matter.
+func fmtRate(r float64) string {
+	if r < 10 {
+		return fmt.Sprintf("%.2f img/s", r)
+	}
+	return fmt.Sprintf("%.0f img/s", r)
 }
 
 func mean32(x []float32) float64 {
@@ -437,184 +476,11 @@ func fmtCount(n int) string {
 	return strconv.Itoa(n)
 }
 
-func downloadProgress(w io.Writer) func(file string, done, total int64) {
-	var p *progress
-	var cur string
-	return func(file string, done, total int64) {
-		if file != cur {
-			cur = file
-			p = newProgress(w, total)
-		}
-		p.update(done, "downloading "+filepath.Base(file), done == total)
-		if done == total {
-			p.done()
-		}
+// unprefix drops a package's "name: " from an error so that the command's own prefix stands alone.
+func unprefix(err error) error {
+	msg := err.Error()
+	for _, p := range []string{"run: ", "train: ", "schedule: ", "sampler: "} {
+		msg = strings.TrimPrefix(msg, p)
 	}
-}
-
-// Checkpoints are checkpoints/step-00001234.safetensors, each complete in itself (written to a
-// temporary name and renamed), the newest KeepCkpts kept.
-func ckptPath(dir string, step int64) string {
-	return filepath.Join(dir, ckptDir, fmt.Sprintf("step-%08d.safetensors", step))
-}
-
-func listCkpts(dir string) []string {
-	m, _ := filepath.Glob(filepath.Join(dir, ckptDir, "step-*.safetensors"))
-	sort.Strings(m)
-	return m
-}
-
-func lastStep(dir string) int64 {
-	c := listCkpts(dir)
-	if len(c) == 0 {
-		return 0
-	}
-	var s int64
-	fmt.Sscanf(filepath.Base(c[len(c)-1]), "step-%d.safetensors", &s)
-	return s
-}
-
-func saveCheckpoint(dir string, model *unet.Model, st *train.State, bs data.BatcherState, rc runConfig, rcJSON []byte, sched *schedule.Schedule) error {
-	bj, _ := json.Marshal(bs)
-	f, err := train.StateFile(st, model.Specs(), map[string]string{"batcher": string(bj), "config": string(rcJSON)})
-	if err != nil {
-		return err
-	}
-	if err := checkpoint.WriteSafetensors(ckptPath(dir, st.Step), f); err != nil {
-		return err
-	}
-	if err := writePipeline(dir, model, st.EMA, rc); err != nil {
-		return err
-	}
-	all := listCkpts(dir)
-	for len(all) > rc.KeepCkpts {
-		if err := os.Remove(all[0]); err != nil {
-			return fmt.Errorf("train: removing an old checkpoint: %w", err)
-		}
-		all = all[1:]
-	}
-	return nil
-}
-
-// loadLatest restores the newest checkpoint that reads back whole; a damaged newer one is reported
-// and skipped, never deleted.
-func loadLatest(dir string, model *unet.Model) (*train.State, data.BatcherState, string, error) {
-	all := listCkpts(dir)
-	if len(all) == 0 {
-		return nil, data.BatcherState{}, "", fmt.Errorf("train: no checkpoint in %s (nothing to resume; start with --out)", filepath.Join(dir, ckptDir))
-	}
-	var errs []string
-	for i := len(all) - 1; i >= 0; i-- {
-		f, err := checkpoint.ReadSafetensors(all[i])
-		if err == nil {
-			var st *train.State
-			if st, err = train.StateFromFile(f, model.Specs()); err == nil {
-				var bs data.BatcherState
-				if err = json.Unmarshal([]byte(f.Metadata["batcher"]), &bs); err == nil {
-					if err = bs.Validate(); err == nil {
-						return st, bs, all[i], nil
-					}
-				}
-			}
-		}
-		errs = append(errs, fmt.Sprintf("%s: %v", filepath.Base(all[i]), err))
-	}
-	return nil, data.BatcherState{}, "", fmt.Errorf("train: no readable checkpoint in %s:\n  %s", dir, strings.Join(errs, "\n  "))
-}
-
-// lossLog appends "step,epoch,loss,wall_seconds" rows to loss.csv. On resume, rows past the
-// checkpoint's step (work that was lost) are dropped first, so the log matches the weights.
-type lossLog struct {
-	f *os.File
-	w *csv.Writer
-}
-
-func openLossLog(path string, fromStep int64) (*lossLog, error) {
-	var keep [][]string
-	if b, err := os.ReadFile(path); err == nil && fromStep > 0 {
-		rows, _ := csv.NewReader(strings.NewReader(string(b))).ReadAll()
-		for i, r := range rows {
-			if i == 0 {
-				continue
-			}
-			if s, err := strconv.ParseInt(r[0], 10, 64); err == nil && s <= fromStep {
-				keep = append(keep, r)
-			}
-		}
-	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	w := csv.NewWriter(f)
-	w.Write([]string{"step", "epoch", "loss", "wall_seconds"})
-	w.WriteAll(keep)
-	if err := w.Error(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("train: %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	return &lossLog{f: f, w: w}, nil
-}
-
-func (l *lossLog) Write(step int64, epoch float64, loss float32, wall float64) error {
-	l.w.Write([]string{strconv.FormatInt(step, 10), strconv.FormatFloat(epoch, 'f', 4, 64),
-		strconv.FormatFloat(float64(loss), 'g', 6, 32), strconv.FormatFloat(wall, 'f', 3, 64)})
-	l.w.Flush()
-	return l.w.Error()
-}
-
-func (l *lossLog) Close() error { l.w.Flush(); return l.f.Close() }
-
-func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, data)
-}
-
-// plotLoss draws the loss curve of a run's loss.csv.
-func plotLoss(csvPath, pngPath, title string) error {
-	s, err := readLossSeries(csvPath)
-	if err != nil {
-		return err
-	}
-	return writeLossPlot([]viz.Series{s}, pngPath, title)
-}
-
-// readLossSeries reads the step and loss columns of a loss.csv.
-func readLossSeries(csvPath string) (viz.Series, error) {
-	var s viz.Series
-	b, err := os.ReadFile(csvPath)
-	if err != nil {
-		return s, err
-	}
-	rows, err := csv.NewReader(strings.NewReader(string(b))).ReadAll()
-	if err != nil {
-		return s, fmt.Errorf("%s: %w", csvPath, err)
-	}
-	for _, r := range rows[1:] {
-		step, err1 := strconv.ParseFloat(r[0], 64)
-		loss, err2 := strconv.ParseFloat(r[2], 64)
-		if err1 == nil && err2 == nil {
-			s.Steps = append(s.Steps, step)
-			s.Loss = append(s.Loss, loss)
-		}
-	}
-	if len(s.Loss) == 0 {
-		return s, fmt.Errorf("%s: no loss rows", csvPath)
-	}
-	return s, nil
-}
-
-func writeLossPlot(series []viz.Series, pngPath, title string) error {
-	img, err := viz.LossPlot(series, viz.LossPlotOptions{Title: "training loss, " + title, XLabel: "step", YLabel: "MSE loss"})
-	if err != nil {
-		return err
-	}
-	return viz.WritePNG(pngPath, img)
+	return errors.New(msg)
 }

@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"github.com/ddpm/ddpm/data"
 	"github.com/ddpm/ddpm/models"
 	"github.com/ddpm/ddpm/pipeline"
+	rundir "github.com/ddpm/ddpm/run"
 	"github.com/ddpm/ddpm/schedule"
 	"github.com/ddpm/ddpm/viz"
 	"github.com/gomlx/gomlx/pkg/core/graph"
@@ -30,83 +30,115 @@ func runViz(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// The picture's name is the first argument; flags may also come before it.
 	pos := slices.IndexFunc(args, func(a string) bool { return a == "step" || a == "loss" })
 	if pos < 0 {
-		return usagef("viz: want a picture: ddpm viz step|loss --run DIR")
+		if slices.ContainsFunc(args, isHelpFlag) {
+			fmt.Fprint(stderr, vizUsage)
+			return flag.ErrHelp
+		}
+		return usagef("viz: want a picture: ddpm viz step --run DIR, or ddpm viz loss --run DIR (see `ddpm help viz`)")
 	}
-	what := args[pos]
-	args = append(append([]string{what}, args[:pos]...), args[pos+1:]...)
-	fs := newFlags("viz "+what, "--run DIR [--out FILE.png]", stderr)
-	runDir := fs.String("run", "", "a run directory of ddpm train (step: also any pipeline directory; default: the bundled MNIST model)")
-	out := fs.String("out", "", "the PNG to write (default: RUN/step.png or RUN/loss.png)")
-	ts := fs.String("t", "50,250,500,750,950", "step: the timesteps of the rows")
-	seed := fs.Uint64("seed", 0, "step: seed of the images and the noise")
-	dataDir := fs.String("data-dir", "", "step: where the dataset's idx files are (default: the run's, the cache or the Go module)")
-	bk := backendFlag(fs)
-	if err := parse(fs, args[1:]); err != nil {
+	rest := append(append([]string{}, args[:pos]...), args[pos+1:]...)
+	if args[pos] == "loss" {
+		return vizLoss(rest, stdout, stderr)
+	}
+	return vizStep(ctx, rest, stdout, stderr)
+}
+
+const vizUsage = `Usage: ddpm viz PICTURE --run DIR [flags]
+
+Pictures:
+  step   one training step at several t: x0 | eps | x_t | eps_hat | eps_hat - eps  (ddpm viz step -h)
+  loss   the loss curve of a run's loss.csv; --run DIR1,DIR2 compares runs        (ddpm viz loss -h)
+`
+
+func isHelpFlag(a string) bool { return a == "-h" || a == "-help" || a == "--help" || a == "--h" }
+
+func vizLoss(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("viz loss", "--run DIR[,DIR2,...] [--out FILE.png]", stderr)
+	runDir := fs.String("run", "", "a run folder of ddpm train, or several separated by commas to compare them")
+	out := fs.String("out", "", "the PNG to write (default: RUN/loss.png)")
+	if err := parse(fs, args); err != nil {
 		return err
 	}
-	switch what {
-	case "loss":
-		if *runDir == "" {
-			return usagef("viz loss: --run DIR is required (or DIR1,DIR2,... to compare runs)")
-		}
-		dirs := strings.Split(*runDir, ",")
-		if *out == "" {
-			*out = filepath.Join(dirs[0], "loss.png")
-		}
-		var series []viz.Series
-		var names []string
-		for _, d := range dirs {
-			s, err := readLossSeries(filepath.Join(d, lossLogFile))
-			if err != nil {
-				return err
-			}
-			if len(dirs) > 1 {
-				s.Name = filepath.Base(d)
-				// The mean of the last tenth of the run: what two runs of the same length compare by.
-				tail := s.Loss[len(s.Loss)-max(len(s.Loss)/10, 1):]
-				sum := 0.0
-				for _, l := range tail {
-					sum += l
-				}
-				fmt.Fprintf(stdout, "%s: %d losses up to step %.0f; mean of the last %d: %.5f\n", d, len(s.Loss),
-					s.Steps[len(s.Steps)-1], len(tail), sum/float64(len(tail)))
-			}
-			series, names = append(series, s), append(names, filepath.Base(d))
-		}
-		if err := writeLossPlot(series, *out, strings.Join(names, " vs ")); err != nil {
+	if *runDir == "" {
+		return usagef("viz loss: --run DIR is required (or DIR1,DIR2,... to compare runs)")
+	}
+	dirs := strings.Split(*runDir, ",")
+	if *out == "" {
+		*out = filepath.Join(dirs[0], "loss.png")
+	}
+	if err := checkOutput("viz loss", "out", *out, ".png"); err != nil {
+		return err
+	}
+	var series []viz.Series
+	var names []string
+	for _, d := range dirs {
+		s, err := rundir.ReadLoss(filepath.Join(d, rundir.LossFile))
+		if err != nil {
 			return err
 		}
-	case "step":
-		dir := *runDir
-		if dir == "" {
-			var err error
-			if dir, err = models.Dir("mnist"); err != nil {
-				return err
+		if len(dirs) > 1 {
+			s.Name = filepath.Base(d)
+			// The mean of the last tenth of the run: what two runs of the same length compare by.
+			tail := s.Loss[len(s.Loss)-max(len(s.Loss)/10, 1):]
+			sum := 0.0
+			for _, l := range tail {
+				sum += l
 			}
+			fmt.Fprintf(stdout, "%s: %d losses up to step %.0f; mean of the last %d: %.5f\n", d, len(s.Loss),
+				s.Steps[len(s.Steps)-1], len(tail), sum/float64(len(tail)))
 		}
-		if *out == "" {
-			*out = "step.png"
-			if *runDir != "" {
-				*out = filepath.Join(*runDir, "step.png")
-			}
-		}
-		var steps []int
-		for _, f := range strings.Split(*ts, ",") {
-			t, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil {
-				return usagef("viz step: --t %q: want comma-separated timesteps", *ts)
-			}
-			steps = append(steps, t)
-		}
-		name := filepath.Base(dir)
-		if *runDir == "" {
-			name = "the bundled MNIST model"
-		}
-		if err := stepPanel(ctx, dir, name, *dataDir, steps, *seed, *bk, *out, stderr); err != nil {
+		series, names = append(series, s), append(names, filepath.Base(d))
+	}
+	if err := rundir.PlotLoss(series, *out, strings.Join(names, " vs ")); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", *out)
+	return nil
+}
+
+func vizStep(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("viz step", "[--run DIR] [--out FILE.png] [flags]", stderr)
+	runDir := fs.String("run", "", "a run folder of ddpm train, or any pipeline folder (default: the bundled MNIST model)")
+	out := fs.String("out", "", "the PNG to write (default: RUN/step.png, or step.png without --run)")
+	ts := fs.String("t", "50,250,500,750,950", "the timesteps of the rows, comma-separated, each in [0, T)")
+	seed := fs.Uint64("seed", 0, "seed of the images and the noise")
+	dataDir := fs.String("data-dir", "", "where the dataset's idx files are (default: the run's, the cache or the Go module)")
+	bk := backendFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	dir := *runDir
+	if dir == "" {
+		var err error
+		if dir, err = models.Dir("mnist"); err != nil {
 			return err
 		}
-	default:
-		return usagef("viz: unknown picture %q: want step or loss", what)
+	} else if err := checkRunDir("viz step", dir); err != nil {
+		return err
+	}
+	if *out == "" {
+		*out = "step.png"
+		if *runDir != "" {
+			*out = filepath.Join(*runDir, "step.png")
+		}
+	}
+	if err := checkOutput("viz step", "out", *out, ".png"); err != nil {
+		return err
+	}
+	var steps []int
+	for _, f := range strings.Split(*ts, ",") {
+		t, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return usagef("viz step: --t %q: want comma-separated timesteps", *ts)
+		}
+		steps = append(steps, t)
+	}
+	name := filepath.Base(dir)
+	if *runDir == "" {
+		name = "the bundled MNIST model"
+	}
+	if err := stepPanel(ctx, dir, name, *dataDir, steps, *seed, *bk, *out, stderr); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", *out)
 	return nil
@@ -126,7 +158,7 @@ func stepPanel(ctx context.Context, dir, name, dataDir string, steps []int, seed
 	}
 	for _, t := range steps {
 		if t < 0 || t >= sched.T() {
-			return usagef("viz step: timestep %d outside [0, %d)", t, sched.T())
+			return usagef("viz step: --t: timestep %d: want each in [0, %d)", t, sched.T())
 		}
 	}
 	uc := p.UNet.Config
@@ -135,8 +167,7 @@ func stepPanel(ctx context.Context, dir, name, dataDir string, steps []int, seed
 		h, w = uc.SampleSize[0], uc.SampleSize[1]
 	}
 	dsName := "mnist"
-	var rc runConfig
-	if b, err := os.ReadFile(filepath.Join(dir, runConfigFile)); err == nil && json.Unmarshal(b, &rc) == nil {
+	if rc, err := rundir.ReadConfig(dir); err == nil {
 		dsName = rc.Data
 		if dataDir == "" {
 			dataDir = rc.DataDir
@@ -177,7 +208,7 @@ func stepPanel(ctx context.Context, dir, name, dataDir string, steps []int, seed
 	}
 	predT, err := graph.ExecOnce(b, func(in []*graph.Node) *graph.Node {
 		return model.Denoiser(in[:1])(in[1], in[2], nil)
-	}, model.flat, tensors.FromFlatDataAndDimensions(xt, k, c, h, w), tensors.FromFlatDataAndDimensions(tv, k))
+	}, model.Weights()[0], tensors.FromFlatDataAndDimensions(xt, k, c, h, w), tensors.FromFlatDataAndDimensions(tv, k))
 	if err != nil {
 		return fmt.Errorf("viz step: %w", err)
 	}

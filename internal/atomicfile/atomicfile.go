@@ -9,7 +9,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 )
+
+// Delay, when set, is slept before each write's sync and before its rename: kill tests set it to widen
+// the moments in which a process can die half-way through a write. Zero in production.
+var Delay time.Duration
 
 // Write writes path through write. On any error the temporary file is removed and path is untouched.
 // The directory must exist.
@@ -18,6 +23,7 @@ func Write(path string, write func(io.Writer) error) error {
 	if err != nil {
 		return err
 	}
+	time.Sleep(Delay)
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("%w (is there a directory of that name?)", err)
@@ -61,6 +67,7 @@ func Temp(target string, write func(io.Writer) error) (name string, err error) {
 	if err := f.Chmod(0o644); err != nil { // CreateTemp makes it 0600
 		return "", err
 	}
+	time.Sleep(Delay)
 	if err := f.Sync(); err != nil {
 		return "", err
 	}
@@ -68,6 +75,12 @@ func Temp(target string, write func(io.Writer) error) (name string, err error) {
 		return "", err
 	}
 	return f.Name(), nil
+}
+
+// Rename is os.Rename after Delay, for writers that rename several files into place themselves.
+func Rename(from, to string) error {
+	time.Sleep(Delay)
+	return os.Rename(from, to)
 }
 
 // SyncDir makes renames in dir durable. Not every platform can sync a directory, so failures are
