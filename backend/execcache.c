@@ -2,6 +2,7 @@
 #include "execcache.h"
 
 #include <dlfcn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,16 +39,16 @@ typedef struct {
 	void **device_complete_events; // in/out
 } execute_args;
 
-static volatile int async_execute;
+static atomic_int async_execute;
 
-void ddpm_set_async(int on) { async_execute = on; }
+void ddpm_set_async(int on) { atomic_store(&async_execute, on); }
 
 // execute_hook launches an execution. In async mode it drops the request for completion events: the
 // caller (go-xla's ExecuteAndWait) waits on them only when the field is set after the call. PJRT orders
 // later executions and transfers after this one by the buffers' own events, as it does for JAX.
 static void *execute_hook(void *args) {
 	execute_args *a = args;
-	if (async_execute) {
+	if (atomic_load(&async_execute)) {
 		a->device_complete_events = NULL;
 	}
 	return real_api->fn[DDPM_PJRT_LoadedExecutable_Execute](args);
@@ -62,13 +63,23 @@ const void *ddpm_open_plugin(const char *path, char *err, size_t n) {
 	const void *(*get)(void) = (const void *(*)(void))dlsym(h, "GetPjrtApi");
 	if (!get) {
 		snprintf(err, n, "no GetPjrtApi in %s", path);
+		dlclose(h);
 		return NULL;
 	}
 	const void *api = get();
 	if (!api) {
 		snprintf(err, n, "GetPjrtApi returned NULL");
+		dlclose(h);
 	}
-	return api;
+	return api; // the plugin stays loaded for the life of the process
+}
+
+int ddpm_loaded(const char *path) {
+	void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+	if (h) {
+		dlclose(h);
+	}
+	return h != NULL;
 }
 
 const void *ddpm_wrap_api(const void *real) {
@@ -227,6 +238,30 @@ typedef struct { // PJRT_NamedValue
 	size_t value_size;
 } named_value;
 
+int ddpm_cost_from_properties(const void *properties, size_t n, double *flops, double *bytes) {
+	*flops = -1;
+	*bytes = -1;
+	if (n == 0) {
+		return 0;
+	}
+	// The plugin's PJRT_NamedValue may be larger than ours (structs grow at their end): step by the
+	// struct_size it states, and read only fields that it covers.
+	size_t stride = ((const named_value *)properties)->struct_size;
+	if (stride < offsetof(named_value, value_size)) {
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const named_value *v = (const named_value *)((const char *)properties + i * stride);
+		double x = v->type == 3 ? v->float_value : v->type == 1 ? (double)v->int64_value : -1;
+		if (v->name_size == 5 && memcmp(v->name, "flops", 5) == 0) {
+			*flops = x;
+		} else if (v->name_size == 14 && memcmp(v->name, "bytes accessed", 14) == 0) {
+			*bytes = x;
+		}
+	}
+	return 0;
+}
+
 void *ddpm_cost(void *loaded, double *flops, double *bytes) {
 	*flops = -1;
 	*bytes = -1;
@@ -237,16 +272,8 @@ void *ddpm_cost(void *loaded, double *flops, double *bytes) {
 	}
 	cost_args c = {sizeof c, NULL, g.executable, 0, NULL};
 	err = real_api->fn[DDPM_PJRT_Executable_GetCostAnalysis](&c);
-	if (!err) {
-		const named_value *v = c.properties;
-		for (size_t i = 0; i < c.num_properties; i++) {
-			double x = v[i].type == 3 ? v[i].float_value : v[i].type == 1 ? (double)v[i].int64_value : -1;
-			if (v[i].name_size == 5 && memcmp(v[i].name, "flops", 5) == 0) {
-				*flops = x;
-			} else if (v[i].name_size == 14 && memcmp(v[i].name, "bytes accessed", 14) == 0) {
-				*bytes = x;
-			}
-		}
+	if (!err && c.properties) {
+		ddpm_cost_from_properties(c.properties, c.num_properties, flops, bytes);
 	}
 	destroy_args d = {sizeof d, NULL, g.executable};
 	void *derr = real_api->fn[DDPM_PJRT_Executable_Destroy](&d);
@@ -291,3 +318,85 @@ void ddpm_error_take(void *err, char *buf, size_t n) {
 	error_destroy_args d = {sizeof d, NULL, err};
 	((void (*)(void *))real_api->fn[DDPM_PJRT_Error_Destroy])(&d);
 }
+
+// The layouts above against the vendored pjrt_c_api.h (a copy of go-xla v0.1.4's; execcache_test.go
+// checks that it is the same file): a field that moves fails the build, not a run on a GPU.
+#include "pjrt_c_api.h"
+
+#define SAME_OFFSET(ours, field, theirs, their_field)                                            \
+	_Static_assert(offsetof(ours, field) == offsetof(theirs, their_field),                        \
+		#ours "." #field " is not at the offset of " #theirs "." #their_field " in pjrt_c_api.h")
+#define FN_INDEX(name)                                                                          \
+	_Static_assert(offsetof(api_table, fn) + DDPM_##name * sizeof(pjrt_fn) == offsetof(PJRT_Api, name), \
+		"DDPM_" #name " is not the index of " #name " in pjrt_c_api.h's PJRT_Api")
+
+SAME_OFFSET(api_table, version_struct_size, PJRT_Api, pjrt_api_version);
+_Static_assert(offsetof(api_table, major_version) == offsetof(PJRT_Api, pjrt_api_version) + offsetof(PJRT_Api_Version, major_version), "PJRT_Api_Version.major_version");
+_Static_assert(offsetof(api_table, minor_version) == offsetof(PJRT_Api, pjrt_api_version) + offsetof(PJRT_Api_Version, minor_version), "PJRT_Api_Version.minor_version");
+_Static_assert(offsetof(api_table, fn) == offsetof(PJRT_Api, PJRT_Error_Destroy), "the function table starts at PJRT_Error_Destroy");
+FN_INDEX(PJRT_Error_Destroy);
+FN_INDEX(PJRT_Error_Message);
+FN_INDEX(PJRT_Client_Compile);
+FN_INDEX(PJRT_Executable_Destroy);
+FN_INDEX(PJRT_Executable_GetCostAnalysis);
+FN_INDEX(PJRT_Executable_Serialize);
+FN_INDEX(PJRT_LoadedExecutable_Destroy);
+FN_INDEX(PJRT_LoadedExecutable_GetExecutable);
+FN_INDEX(PJRT_LoadedExecutable_Execute);
+FN_INDEX(PJRT_Executable_DeserializeAndLoad);
+
+SAME_OFFSET(execute_args, executable, PJRT_LoadedExecutable_Execute_Args, executable);
+SAME_OFFSET(execute_args, options, PJRT_LoadedExecutable_Execute_Args, options);
+SAME_OFFSET(execute_args, argument_lists, PJRT_LoadedExecutable_Execute_Args, argument_lists);
+SAME_OFFSET(execute_args, num_devices, PJRT_LoadedExecutable_Execute_Args, num_devices);
+SAME_OFFSET(execute_args, num_args, PJRT_LoadedExecutable_Execute_Args, num_args);
+SAME_OFFSET(execute_args, output_lists, PJRT_LoadedExecutable_Execute_Args, output_lists);
+SAME_OFFSET(execute_args, device_complete_events, PJRT_LoadedExecutable_Execute_Args, device_complete_events);
+
+SAME_OFFSET(program, code, PJRT_Program, code);
+SAME_OFFSET(program, code_size, PJRT_Program, code_size);
+SAME_OFFSET(program, format, PJRT_Program, format);
+SAME_OFFSET(program, format_size, PJRT_Program, format_size);
+
+SAME_OFFSET(compile_args, client, PJRT_Client_Compile_Args, client);
+SAME_OFFSET(compile_args, program, PJRT_Client_Compile_Args, program);
+SAME_OFFSET(compile_args, compile_options, PJRT_Client_Compile_Args, compile_options);
+SAME_OFFSET(compile_args, compile_options_size, PJRT_Client_Compile_Args, compile_options_size);
+SAME_OFFSET(compile_args, executable, PJRT_Client_Compile_Args, executable);
+
+SAME_OFFSET(get_executable_args, loaded_executable, PJRT_LoadedExecutable_GetExecutable_Args, loaded_executable);
+SAME_OFFSET(get_executable_args, executable, PJRT_LoadedExecutable_GetExecutable_Args, executable);
+SAME_OFFSET(destroy_args, executable, PJRT_Executable_Destroy_Args, executable);
+SAME_OFFSET(destroy_args, executable, PJRT_LoadedExecutable_Destroy_Args, executable);
+
+SAME_OFFSET(serialize_args, executable, PJRT_Executable_Serialize_Args, executable);
+SAME_OFFSET(serialize_args, serialized_bytes, PJRT_Executable_Serialize_Args, serialized_bytes);
+SAME_OFFSET(serialize_args, serialized_bytes_size, PJRT_Executable_Serialize_Args, serialized_bytes_size);
+SAME_OFFSET(serialize_args, serialized_executable, PJRT_Executable_Serialize_Args, serialized_executable);
+SAME_OFFSET(serialize_args, serialized_executable_deleter, PJRT_Executable_Serialize_Args, serialized_executable_deleter);
+
+SAME_OFFSET(deserialize_args, client, PJRT_Executable_DeserializeAndLoad_Args, client);
+SAME_OFFSET(deserialize_args, serialized_executable, PJRT_Executable_DeserializeAndLoad_Args, serialized_executable);
+SAME_OFFSET(deserialize_args, serialized_executable_size, PJRT_Executable_DeserializeAndLoad_Args, serialized_executable_size);
+SAME_OFFSET(deserialize_args, loaded_executable, PJRT_Executable_DeserializeAndLoad_Args, loaded_executable);
+SAME_OFFSET(deserialize_args, overridden_serialized_compile_options, PJRT_Executable_DeserializeAndLoad_Args, overridden_serialized_compile_options);
+SAME_OFFSET(deserialize_args, overridden_serialized_compile_options_size, PJRT_Executable_DeserializeAndLoad_Args, overridden_serialized_compile_options_size);
+_Static_assert(sizeof(deserialize_args) <= sizeof(PJRT_Executable_DeserializeAndLoad_Args), "deserialize_args is larger than the header's struct");
+
+SAME_OFFSET(cost_args, executable, PJRT_Executable_GetCostAnalysis_Args, executable);
+SAME_OFFSET(cost_args, num_properties, PJRT_Executable_GetCostAnalysis_Args, num_properties);
+SAME_OFFSET(cost_args, properties, PJRT_Executable_GetCostAnalysis_Args, properties);
+
+SAME_OFFSET(named_value, name, PJRT_NamedValue, name);
+SAME_OFFSET(named_value, name_size, PJRT_NamedValue, name_size);
+SAME_OFFSET(named_value, type, PJRT_NamedValue, type);
+SAME_OFFSET(named_value, int64_value, PJRT_NamedValue, int64_value);
+SAME_OFFSET(named_value, float_value, PJRT_NamedValue, float_value);
+SAME_OFFSET(named_value, value_size, PJRT_NamedValue, value_size);
+_Static_assert(sizeof(named_value) == sizeof(PJRT_NamedValue), "named_value's size");
+_Static_assert(PJRT_NamedValue_kFloat == 3 && PJRT_NamedValue_kInt64 == 1, "PJRT_NamedValue_Type's values");
+
+SAME_OFFSET(error_message_args, error, PJRT_Error_Message_Args, error);
+SAME_OFFSET(error_message_args, message, PJRT_Error_Message_Args, message);
+SAME_OFFSET(error_message_args, message_size, PJRT_Error_Message_Args, message_size);
+SAME_OFFSET(error_destroy_args, error, PJRT_Error_Destroy_Args, error);

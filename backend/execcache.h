@@ -1,6 +1,7 @@
 // The part of PJRT's C API (pjrt_c_api.h, API 0.83 and later) that the executable cache uses, declared
 // by field position. Structs of the API only grow at their end, so these layouts and the function
-// indices hold for newer plugins too; execcache_test.go checks them against go-xla's copy of the header.
+// indices hold for newer plugins too; execcache.c asserts them (_Static_assert) against pjrt_c_api.h, a
+// copy of go-xla's header that execcache_test.go keeps identical to it.
 #ifndef DDPM_EXECCACHE_H
 #define DDPM_EXECCACHE_H
 
@@ -24,6 +25,9 @@ enum {
 // in err (of size n).
 const void *ddpm_open_plugin(const char *path, char *err, size_t n);
 
+// ddpm_loaded reports whether the library at path is loaded (dlopen RTLD_NOLOAD), for the tests.
+int ddpm_loaded(const char *path);
+
 // ddpm_wrap_api returns a copy of the plugin's API table whose PJRT_Client_Compile goes through
 // ddpmCompileHook (Go) and whose PJRT_LoadedExecutable_Execute obeys ddpm_set_async. Only one plugin may be wrapped per process; a second call returns NULL.
 const void *ddpm_wrap_api(const void *real);
@@ -46,6 +50,10 @@ void *ddpm_serialize(void *loaded, char **out, size_t *size);
 
 // ddpm_deserialize loads a serialized executable on client.
 void *ddpm_deserialize(void *client, const char *data, size_t size, void **loaded);
+
+// ddpm_cost_from_properties reads "flops" and "bytes accessed" from n PJRT_NamedValues, stepping by the
+// struct_size the first one states; -1 for those absent. Returns -1 when that struct_size is too small.
+int ddpm_cost_from_properties(const void *properties, size_t n, double *flops, double *bytes);
 
 // ddpm_cost reads XLA's cost analysis of a loaded executable: its "flops" and "bytes accessed" (-1 when
 // the plugin does not report one).

@@ -1,12 +1,12 @@
 package backend
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -72,23 +72,41 @@ func TestExecCacheStoresThenLoads(t *testing.T) {
 	}
 }
 
-func TestExecCacheReplacesAnEntryThatDoesNotLoad(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "k.pjrt")
-	os.WriteFile(path, []byte("garbage from a crash or another plugin"), 0o644)
-	e := &execCache{dir: dir}
-	c := &fakeCompilation{program: "step"}
-	if err := e.get("k", c); err != nil {
-		t.Fatal(err)
-	}
-	if c.compiled != 1 {
-		t.Fatalf("compiled %d times; want the bad entry compiled again", c.compiled)
-	}
-	if b, _ := os.ReadFile(path); string(b) != "exe:step" {
-		t.Errorf("entry holds %q after recompiling; want the new executable", b)
-	}
-	if !strings.Contains(e.stats.Problem, "did not load") {
-		t.Errorf("problem %q; want it to say the entry did not load", e.stats.Problem)
+func TestExecCacheReplacesADamagedEntry(t *testing.T) {
+	good := encodeEntry([]byte("exe:step"))
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)-1] ^= 1
+	version := bytes.Clone(good)
+	version[8] = 2
+	for name, c := range map[string]struct {
+		data []byte
+		want string
+	}{
+		"garbage":   {[]byte("garbage from a crash or another plugin"), "not a ddpm cache entry"},
+		"truncated": {good[:len(good)-2], "truncated"},
+		"flipped":   {flipped, "checksum mismatch"},
+		"version":   {version, "entry format version 2, want 1"},
+		"empty":     {nil, "not a ddpm cache entry"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "k.pjrt")
+			os.WriteFile(path, c.data, 0o644)
+			e := &execCache{dir: dir}
+			f := &fakeCompilation{program: "step"}
+			if err := e.get("k", f); err != nil {
+				t.Fatal(err)
+			}
+			if f.compiled != 1 || f.loaded != nil {
+				t.Fatalf("compiled %d times, loaded %q; want the damaged entry compiled again, never handed to the plugin", f.compiled, f.loaded)
+			}
+			if b, _ := os.ReadFile(path); !bytes.Equal(b, good) {
+				t.Errorf("entry holds %q after recompiling; want the new executable's entry", b)
+			}
+			if !strings.Contains(e.stats.Problem, "damaged") || !strings.Contains(e.stats.Problem, c.want) {
+				t.Errorf("problem %q; want it to say the entry is damaged: %s", e.stats.Problem, c.want)
+			}
+		})
 	}
 }
 
@@ -149,81 +167,45 @@ func TestEntryKeyCoversEveryPart(t *testing.T) {
 	}
 }
 
-// TestPJRTLayoutMatchesTheHeader checks execcache.h and execcache.c, which declare the parts of PJRT's
-// C API they use by position, against the pjrt_c_api.h that go-xla ships.
+// TestPJRTLayoutMatchesTheHeader: execcache.c declares the parts of PJRT's C API it uses by position and
+// asserts each offset and function index (_Static_assert) against pjrt_c_api.h, so a mismatch fails the
+// build. This test checks that the header it asserts against is go-xla's own, and that every struct
+// execcache.c declares and every index execcache.h lists is asserted.
 func TestPJRTLayoutMatchesTheHeader(t *testing.T) {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/gomlx/go-xla").Output()
 	if err != nil {
 		t.Fatalf("go list -m github.com/gomlx/go-xla: %v", err)
 	}
-	header, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "pkg", "pjrt", "pjrt_c_api.h"))
+	theirs, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "pkg", "pjrt", "pjrt_c_api.h"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := string(header)
-	api := h[strings.Index(h, "typedef struct PJRT_Api {"):]
-	api = api[:strings.Index(api, "} PJRT_Api;")]
-	fields := regexp.MustCompile(`_PJRT_API_STRUCT_FIELD\((\w+)\)`).FindAllStringSubmatch(api, -1)
-	index := map[string]int{}
-	for i, f := range fields {
-		index[f[1]] = i
+	ours, err := os.ReadFile("pjrt_c_api.h")
+	if err != nil {
+		t.Fatal(err)
 	}
-	ours, _ := os.ReadFile("execcache.h")
-	enum := regexp.MustCompile(`DDPM_(PJRT_\w+) = (\d+)`).FindAllStringSubmatch(string(ours), -1)
+	if !bytes.Equal(ours, theirs) {
+		t.Fatal("backend/pjrt_c_api.h differs from go-xla's pkg/pjrt/pjrt_c_api.h: copy go-xla's over it and rebuild (the build asserts the layouts against it)")
+	}
+	c, _ := os.ReadFile("execcache.c")
+	src := string(c)
+	structs := regexp.MustCompile(`(?m)^} (\w+);`).FindAllStringSubmatch(src, -1)
+	if len(structs) < 12 {
+		t.Fatalf("found %d struct typedefs in execcache.c; want at least 12", len(structs))
+	}
+	for _, m := range structs {
+		if m[1] != "api_table" && !strings.Contains(src, "SAME_OFFSET("+m[1]+",") {
+			t.Errorf("execcache.c: struct %s has no SAME_OFFSET assertion", m[1])
+		}
+	}
+	h, _ := os.ReadFile("execcache.h")
+	enum := regexp.MustCompile(`DDPM_(PJRT_\w+) = \d+`).FindAllStringSubmatch(string(h), -1)
 	if len(enum) < 10 {
 		t.Fatalf("found %d function indices in execcache.h; want 10", len(enum))
 	}
 	for _, m := range enum {
-		want, ok := index[m[1]]
-		if got, _ := strconv.Atoi(m[2]); !ok || got != want {
-			t.Errorf("%s: execcache.h says index %s, the header %d (found %v)", m[1], m[2], want, ok)
-		}
-	}
-	if !strings.Contains(api, "PJRT_Api_Version pjrt_api_version;") ||
-		!regexp.MustCompile(`struct PJRT_Api_Version \{\s*size_t struct_size;\s*PJRT_Extension_Base\* extension_start;\s*int major_version;[^\n]*\s*int minor_version;`).MatchString(h) {
-		t.Error("PJRT_Api's head is not {size_t, pointer, {size_t, pointer, int, int}} as execcache.c assumes")
-	}
-	// The argument structs, field by field, in the order execcache.c declares them.
-	for name, want := range map[string][]string{
-		"PJRT_Program":                             {"struct_size", "extension_start", "code", "code_size", "format", "format_size"},
-		"PJRT_Client_Compile_Args":                 {"struct_size", "extension_start", "client", "program", "compile_options", "compile_options_size", "executable"},
-		"PJRT_LoadedExecutable_GetExecutable_Args": {"struct_size", "extension_start", "loaded_executable", "executable"},
-		"PJRT_Executable_Destroy_Args":             {"struct_size", "extension_start", "executable"},
-		"PJRT_LoadedExecutable_Destroy_Args":       {"struct_size", "extension_start", "executable"},
-		"PJRT_Executable_Serialize_Args":           {"struct_size", "extension_start", "executable", "serialized_bytes", "serialized_bytes_size", "serialized_executable", "serialized_executable_deleter"},
-		"PJRT_Executable_DeserializeAndLoad_Args":  {"struct_size", "extension_start", "client", "serialized_executable", "serialized_executable_size", "loaded_executable", "overridden_serialized_compile_options", "overridden_serialized_compile_options_size"},
-		"PJRT_Error_Message_Args":                  {"struct_size", "extension_start", "error", "message", "message_size"},
-		"PJRT_Error_Destroy_Args":                  {"struct_size", "extension_start", "error"},
-		"PJRT_Executable_GetCostAnalysis_Args":     {"struct_size", "extension_start", "executable", "num_properties", "properties"},
-		"PJRT_NamedValue":                          {"struct_size", "extension_start", "name", "name_size", "type", "string_value", "int64_value", "int64_array_value", "float_value", "bool_value", "value_size"},
-		"PJRT_LoadedExecutable_Execute_Args":       {"struct_size", "extension_start", "executable", "options", "argument_lists", "num_devices", "num_args", "output_lists", "device_complete_events", "execute_device"},
-	} {
-		i := strings.Index(h, "struct "+name+" {")
-		if i < 0 {
-			t.Errorf("struct %s not in the header", name)
-			continue
-		}
-		body := h[i:]
-		body = body[strings.Index(body, "{")+1 : strings.Index(body, "\n};")] // an inner union ends with an indented "};"
-		var got []string
-		for _, line := range strings.Split(body, "\n") {
-			line = strings.TrimSpace(line)
-			if j := strings.Index(line, "//"); j >= 0 {
-				line = strings.TrimSpace(line[:j])
-			}
-			if line == "" || !strings.HasSuffix(line, ";") && !strings.HasSuffix(line, "(") {
-				continue
-			}
-			if m := regexp.MustCompile(`\(\*(\w+)\)\($`).FindStringSubmatch(line); m != nil { // a function pointer
-				got = append(got, m[1])
-				continue
-			}
-			if m := regexp.MustCompile(`(\w+);$`).FindStringSubmatch(line); m != nil {
-				got = append(got, m[1])
-			}
-		}
-		if strings.Join(got, " ") != strings.Join(want, " ") {
-			t.Errorf("struct %s: header fields %v; execcache.c assumes %v", name, got, want)
+		if !strings.Contains(src, "FN_INDEX("+m[1]+");") {
+			t.Errorf("execcache.c: no FN_INDEX(%s) assertion", m[1])
 		}
 	}
 }

@@ -48,6 +48,10 @@ func newXLA(p Plugin) (backends.Backend, Info, error) {
 				exeDir = ""
 			}
 			info.Async = os.Getenv("DDPM_XLA_SYNC") != "1"
+			if err := checkAsync(goXLAVersion()); info.Async && err != nil {
+				info.Async = false
+				info.CompileCache += " (" + err.Error() + ")"
+			}
 			if err := loadWrappedPlugin(p.Path, exeDir, info.Async); err != nil {
 				info.CompileCache += " (autotuning only: " + err.Error() + ")"
 				info.Async = false

@@ -1,5 +1,6 @@
 """PyTorch's side of bench/cpu_bench.sh: the bundled MNIST UNet (bench/unet_torch.py, the same network and
-weights as `ddpm`) on the CPU, on a given number of threads. Prints one number:
+weights as `ddpm`) on the CPU, on a given number of threads. Prints two numbers, wall and CPU (all
+threads' user + system time, which a machine shared with other work inflates less):
 
     --what forward: the median ms per image of a forward pass at --batch
     --what train:   the median ms per image of a training step (MSE on eps, AdamW) at --batch
@@ -33,7 +34,7 @@ def main():
     p.add_argument("--reps", type=int, default=5)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     cfg = unet_torch.load_config(os.path.join(ROOT, "models/mnist/unet/config.json"))
     m = unet_torch.from_config(cfg, seed=0)
     sd = unet_torch.read_safetensors(os.path.join(ROOT, "models/mnist/unet/diffusion_pytorch_model.safetensors"))
@@ -41,7 +42,7 @@ def main():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(a.batch, 1, 28, 28, generator=g)
     t = torch.randint(0, 1000, (a.batch,), generator=g)
-    times = []
+    times, cpus = [], []
     if a.what == "sample":
         # DDIM (Song et al. 2021, Eq. 12) with eta 0 on the linear schedule, 10 of T = 1000 steps
         # (leading spacing: 900, 800, ..., 0), what `ddpm sample` runs for the bundled model.
@@ -57,29 +58,31 @@ def main():
                 abp = abar[ts[i + 1]].item() if i + 1 < len(ts) else 1.0
                 x0 = ((xt - (1 - ab) ** 0.5 * eps) / ab**0.5).clamp(-1, 1)
                 xt = abp**0.5 * x0 + (1 - abp) ** 0.5 * eps
-        print(f"{time.perf_counter() - start:.2f}")
+        print(f"{time.perf_counter() - start:.2f} {time.process_time() - cpu0:.2f}")
         return
     if a.what == "forward":
         m.eval()
         with torch.no_grad():
             m(x, t)
             for _ in range(a.reps):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 m(x, t)
                 times.append(time.perf_counter() - t0)
+                cpus.append(time.process_time() - c0)
     else:
         m.train()
         opt = torch.optim.AdamW(m.parameters(), lr=2e-4, weight_decay=0.01)
         eps = torch.randn_like(x)
         for i in range(a.reps + 1):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             opt.zero_grad(set_to_none=True)
             loss = F.mse_loss(m(x, t), eps)
             loss.backward()
             opt.step()
             if i > 0:
                 times.append(time.perf_counter() - t0)
-    print(f"{statistics.median(times) * 1000 / a.batch:.2f}")
+                cpus.append(time.process_time() - c0)
+    print(f"{statistics.median(times) * 1000 / a.batch:.2f} {statistics.median(cpus) * 1000 / a.batch:.2f}")
 
 
 if __name__ == "__main__":

@@ -89,6 +89,13 @@ FIXTURES = [
     ("class_conditional",
      "num_class_embeds 3: class_embedding.weight [3, 32] added to the time embedding; io has class_labels",
      105, {"num_class_embeds": 3}),
+    ("class_timestep",
+     'class_embed_type "timestep": the label through the sinusoidal projection and class_embedding.linear_1/2 '
+     "(labels up to 10); flip_sin_to_cos true, freq_shift 0 so both projections use them",
+     111, {"class_embed_type": "timestep", "flip_sin_to_cos": True, "freq_shift": 0}),
+    ("class_identity",
+     'class_embed_type "identity": class_labels are float embeddings [2, 32] added to the time embedding',
+     112, {"class_embed_type": "identity"}),
     ("center_midscale2_lpb1",
      "center_input_sample true (x -> 2x - 1, inputs in [0, 1)), mid_block_scale_factor 2 (mid resnets and "
      "attention divide by 2), layers_per_block 1",
@@ -135,7 +142,14 @@ def build(changes, seed):
         timesteps = torch.randint(0, 1000, (BATCH,), generator=gen, dtype=torch.int64)
         io = {"sample": sample, "timesteps": timesteps}
         labels = None
-        if cfg["num_class_embeds"] is not None:
+        if cfg["class_embed_type"] == "identity":
+            temb_dim = cfg["block_out_channels"][0] * 4
+            labels = torch.randn((BATCH, temb_dim), generator=gen)
+            io["class_labels"] = labels
+        elif cfg["class_embed_type"] == "timestep":
+            labels = torch.randint(0, 11, (BATCH,), generator=gen, dtype=torch.int64)
+            io["class_labels"] = labels
+        elif cfg["num_class_embeds"] is not None:
             labels = torch.randint(0, cfg["num_class_embeds"], (BATCH,), generator=gen, dtype=torch.int64)
             io["class_labels"] = labels
         io["expected"] = model(sample, timesteps, labels)
@@ -209,7 +223,7 @@ torch {torch}.
 Each folder: `config.json` (full UNet2DModel config), `diffusion_pytorch_model.safetensors` (weights,
 diffusers' names, F32, PyTorch default init with randomized GroupNorm affine), `io.safetensors`
 (`sample` F32 [2,C,H,W] with H = W = sample_size, `timesteps` I64 [2], `class_labels` I64 [2] where the model has a class
-embedding, `expected` F32 = `model(sample, timesteps, class_labels)`). Outputs are float32 CPU results;
+embedding (F32 [2, E] for class_embed_type "identity"), `expected` F32 = `model(sample, timesteps, class_labels)`). Outputs are float32 CPU results;
 compare with a tolerance of ~1e-5.
 Unless the table says otherwise a fixture is `BASE` in the script: 8x8, block_out_channels [8, 16],
 DownBlock2D + AttnDownBlock2D, layers_per_block 2, attention_head_dim null, norm_num_groups 4,

@@ -8,7 +8,9 @@ that the one diffusers fixture does not cover.
 
 Supported (anything else raises NotImplementedError):
   time_embedding_type "positional"      Timesteps(flip_sin_to_cos, freq_shift) -> TimestepEmbedding
-  class embedding                       num_class_embeds with class_embed_type null (nn.Embedding)
+  class embedding                       num_class_embeds with class_embed_type null (nn.Embedding);
+                                        class_embed_type "timestep" (sinusoidal -> TimestepEmbedding) or
+                                        "identity" (class_labels are embeddings [N, time_embed_dim])
   down blocks                           DownBlock2D, AttnDownBlock2D (downsample_type "conv")
   mid block                             UNetMidBlock2D (add_attention, attn_norm_num_groups) or null
   up blocks                             UpBlock2D, AttnUpBlock2D (upsample_type "conv")
@@ -333,7 +335,15 @@ class UNet2DModel(nn.Module):
 
         self.conv_in = nn.Conv2d(c["in_channels"], boc[0], kernel_size=3, padding=1)
         self.time_embedding = TimestepEmbedding(boc[0], temb_dim)
-        self.class_embedding = nn.Embedding(c["num_class_embeds"], temb_dim) if c["num_class_embeds"] is not None else None
+        # diffusers: class_embed_type wins over num_class_embeds.
+        if c["class_embed_type"] == "timestep":
+            self.class_embedding = TimestepEmbedding(boc[0], temb_dim)
+        elif c["class_embed_type"] == "identity":
+            self.class_embedding = nn.Identity()
+        elif c["num_class_embeds"] is not None:
+            self.class_embedding = nn.Embedding(c["num_class_embeds"], temb_dim)
+        else:
+            self.class_embedding = None
 
         self.down_blocks = nn.ModuleList()
         out = boc[0]
@@ -364,8 +374,8 @@ class UNet2DModel(nn.Module):
 
         if c["time_embedding_type"] != "positional":
             unsupported("time_embedding_type", 'only "positional"')
-        if c["class_embed_type"] is not None:
-            unsupported("class_embed_type", "only null (with num_class_embeds for labels)")
+        if c["class_embed_type"] not in (None, "timestep", "identity"):
+            unsupported("class_embed_type", 'only null (with num_class_embeds), "timestep" or "identity"')
         if c["mid_block_type"] not in (None, "UNetMidBlock2D"):
             unsupported("mid_block_type", "only UNetMidBlock2D or null")
         if any(t not in ("DownBlock2D", "AttnDownBlock2D") for t in c["down_block_types"]):
@@ -397,8 +407,12 @@ class UNet2DModel(nn.Module):
         emb = self.time_embedding(t.to(self.conv_in.weight.dtype))
         if self.class_embedding is not None:
             if class_labels is None:
-                raise ValueError("unet_torch: this model needs class_labels (num_class_embeds is set)")
-            emb = emb + self.class_embedding(class_labels)
+                raise ValueError("unet_torch: this model needs class_labels (it has a class embedding)")
+            if c["class_embed_type"] == "timestep":
+                # the label through the same sinusoidal projection as the timestep
+                class_labels = timestep_embedding(class_labels, c["block_out_channels"][0], c["flip_sin_to_cos"],
+                                                  c["freq_shift"])
+            emb = emb + self.class_embedding(class_labels).to(emb.dtype)
         elif class_labels is not None:
             raise ValueError("unet_torch: class_labels given but the model has no class embedding")
 

@@ -44,5 +44,17 @@
 //	element (i_0, ..., i_{n-1}) = storage[offset + i_0*stride_0 + ... + i_{n-1}*stride_{n-1}]
 //
 // so transposed views, slices and tensors sharing one storage come out as independent contiguous
-// tensors. Every allocation is bounded by the sizes actually present in the archive.
+// tensors.
+//
+// # Bounded memory
+//
+// No reader trusts a size it has not checked against the bytes present. ReadSafetensors reads the
+// 8-byte header length, checks it against the file size and a 100 MB limit, parses the header and checks
+// that the tensors tile the rest of the file exactly, and only then allocates the data (a sparse 30 GB
+// file with a 2-byte header costs nothing). ReadTorch checks the sizes the zip directory declares
+// before decompressing anything: together at most 8 times the archive's size (torch.save stores its
+// entries, so a real archive declares about its own size; a 2 MB zip bomb declaring 2 GB is refused),
+// and at most what the caller expects with ReadTorchLimit (pipeline.Load passes 8 bytes a parameter of
+// the UNet config); tensors copied out of the storages are bounded the same way. The fuzz targets
+// (fuzz_test.go) check these bounds on every input they try.
 package checkpoint

@@ -2,14 +2,27 @@ package checkpoint
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/ddpm/ddpm/internal/memcap"
 )
 
 // The fuzz targets check that no input makes a reader panic, hang or allocate beyond the bounds the
 // package documents, and that whatever a reader accepts is a valid File. Seeds: the small valid
 // files below and the corpus in testdata/fuzz/<target>/ (valid files, mutations and past crashers).
+//
+// Memory: inputs are at most memcap.MaxInput bytes, and each read must allocate at most
+// allocPerByte times the input's size plus allocSlack (memcap.Within), whatever the sizes the input
+// declares: a reader that trusts a declared size fails at once.
+const (
+	allocPerByte = 64
+	allocSlack   = 4 << 20
+)
+
+func allocBound(data []byte) uint64 { return allocPerByte*uint64(len(data)) + allocSlack }
 
 func FuzzDecodeSafetensors(f *testing.F) {
 	for _, file := range []*File{
@@ -23,8 +36,14 @@ func FuzzDecodeSafetensors(f *testing.F) {
 		}
 		f.Add(buf.Bytes())
 	}
+	memcap.Harness(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		file, err := DecodeSafetensors(data)
+		if len(data) > memcap.MaxInput {
+			return
+		}
+		var file *File
+		var err error
+		memcap.Within(t, allocBound(data), func() { file, err = DecodeSafetensors(data) })
 		if err != nil {
 			return
 		}
@@ -65,12 +84,68 @@ func FuzzReadTorch(f *testing.F) {
 		}
 		f.Add(data)
 	}
+	memcap.Harness(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		file, err := DecodeTorch(bytes.NewReader(data), int64(len(data)))
+		if len(data) > memcap.MaxInput {
+			return
+		}
+		var file *File
+		var err error
+		memcap.Within(t, allocBound(data), func() { file, err = DecodeTorch(bytes.NewReader(data), int64(len(data))) })
 		if err != nil {
 			return
 		}
 		checkAccepted(t, file)
+	})
+}
+
+// FuzzReadSafetensors fuzzes the file reader, which parses the header before it reads the data: the
+// input is the file's first bytes, followed by a hole (a sparse extension) of 0 to 256 MB. A file the
+// reader refuses must cost at most the usual bound plus the header length it admits (at most 100 MB),
+// whatever the hole; one it accepts, that plus the hole. Without a hole, the file reader and DecodeSafetensors must agree.
+func FuzzReadSafetensors(f *testing.F) {
+	var buf bytes.Buffer
+	if err := EncodeSafetensors(&buf, &File{Tensors: map[string]*Tensor{"w": NewF32([]int{2}, []float32{1, 2})}}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes(), uint32(0))
+	f.Add([]byte("\x02\x00\x00\x00\x00\x00\x00\x00{}"), uint32(1<<27))
+	memcap.Harness(f)
+	path := filepath.Join(f.TempDir(), "fuzz.safetensors")
+	f.Fuzz(func(t *testing.T, data []byte, hole uint32) {
+		if len(data) > memcap.MaxInput {
+			return
+		}
+		hole %= 256 << 20
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(path, int64(len(data))+int64(hole)); err != nil {
+			t.Fatal(err)
+		}
+		// The header is read whole once its length passes the checks (at most 100 MB and within the
+		// file), which may put it in the hole: that much is allowed on top of the bound.
+		bound := allocBound(data)
+		if size := uint64(len(data)) + uint64(hole); size >= 8 {
+			var prefix [8]byte
+			copy(prefix[:], data)
+			if n := binary.LittleEndian.Uint64(prefix[:]); n <= maxSafetensorsHeader && n <= size-8 {
+				bound += n
+			}
+		}
+		var err error
+		n := memcap.Allocated(func() { _, err = ReadSafetensors(path) })
+		if err != nil && n > bound {
+			t.Fatalf("refusing the file (%v) allocated %d bytes, beyond %d", err, n, bound)
+		}
+		if err == nil && n > bound+uint64(hole) {
+			t.Fatalf("reading the file allocated %d bytes, beyond %d and the %d-byte hole", n, bound, hole)
+		}
+		if hole == 0 {
+			if _, memErr := DecodeSafetensors(data); (err == nil) != (memErr == nil) {
+				t.Fatalf("ReadSafetensors: %v; DecodeSafetensors: %v; want both to accept or both to refuse", err, memErr)
+			}
+		}
 	})
 }
 
@@ -98,9 +173,15 @@ func FuzzTorchPickle(f *testing.F) {
 		f.Add(data)
 	}
 	storages := []zipEntry{{name: "archive/data/0", data: iota32(12)}, {name: "archive/data/1", data: make([]byte, 64)}}
+	memcap.Harness(f)
 	f.Fuzz(func(t *testing.T, pkl []byte) {
+		if len(pkl) > memcap.MaxInput {
+			return
+		}
 		data := buildZip(t, append([]zipEntry{{name: "archive/data.pkl", data: pkl}}, storages...)...)
-		file, err := DecodeTorch(bytes.NewReader(data), int64(len(data)))
+		var file *File
+		var err error
+		memcap.Within(t, allocBound(data), func() { file, err = DecodeTorch(bytes.NewReader(data), int64(len(data))) })
 		if err != nil {
 			return
 		}

@@ -23,7 +23,9 @@ const maxSafetensorsHeader = 100_000_000
 // metadataKey is the reserved header key of the string metadata.
 const metadataKey = "__metadata__"
 
-// ReadSafetensors reads a .safetensors file. See DecodeSafetensors for the checks.
+// ReadSafetensors reads a .safetensors file. See DecodeSafetensors for the checks, which it makes before
+// allocating anything beyond the header: it allocates the file's size once the header has shown that
+// the tensors tile the file exactly.
 func ReadSafetensors(path string) (*File, error) {
 	fd, err := os.Open(path)
 	if err != nil {
@@ -47,14 +49,26 @@ func ReadSafetensors(path string) (*File, error) {
 	if err := checkHeaderLength(path, prefix[:], size); err != nil {
 		return nil, err
 	}
-	if size > math.MaxInt {
+	// Parse the header and check that the tensors tile the rest of the file before allocating for the
+	// data: a short header claiming a huge file (or a sparse one) costs nothing.
+	n := int64(binary.LittleEndian.Uint64(prefix[:]))
+	areaLen := size - 8 - n
+	if areaLen > math.MaxInt {
 		return nil, fmt.Errorf("checkpoint: %s: %d bytes do not fit in memory on this platform", path, size)
 	}
-	data := make([]byte, size)
-	if _, err := fd.ReadAt(data, 0); err != nil {
+	header := make([]byte, n)
+	if _, err := fd.ReadAt(header, 8); err != nil {
 		return nil, fmt.Errorf("checkpoint: %s: %w", path, err)
 	}
-	return decodeSafetensors(path, data)
+	entries, metadata, err := parseSafetensorsHeader(header, int(areaLen))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %s: %w", path, err)
+	}
+	area := make([]byte, areaLen)
+	if _, err := fd.ReadAt(area, 8+n); err != nil {
+		return nil, fmt.Errorf("checkpoint: %s: %w", path, err)
+	}
+	return newFile(entries, metadata, area), nil
 }
 
 // DecodeSafetensors decodes a safetensors file held in data. The tensors' Data alias data (each its own
@@ -109,11 +123,17 @@ func decodeSafetensors(name string, data []byte) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %s: %w", name, err)
 	}
+	return newFile(entries, metadata, area), nil
+}
+
+// newFile makes the File of checked entries whose data area is area: each tensor's Data is its own
+// non-overlapping, capacity-limited slice of area.
+func newFile(entries []safetensorsEntry, metadata map[string]string, area []byte) *File {
 	f := &File{Tensors: make(map[string]*Tensor, len(entries)), Metadata: metadata}
 	for _, e := range entries {
 		f.Tensors[e.name] = &Tensor{DType: e.dtype, Shape: e.shape, Data: area[e.begin:e.end:e.end]}
 	}
-	return f, nil
+	return f
 }
 
 // parseSafetensorsHeader parses and checks the JSON header against a data area of areaLen bytes.

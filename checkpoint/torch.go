@@ -26,6 +26,11 @@ const (
 	// that views one storage a million times.
 	materializeFactor = 4
 	materializeSlack  = 1 << 20
+	// maxInflation bounds, when the caller states no limit (ReadTorch, DecodeTorch), the bytes that the
+	// entries read (data.pkl and the storages) may declare once decompressed: this many times the
+	// archive's size. torch.save stores entries, so a real archive declares less than its own size; a
+	// re-zipped one of float weights deflates by far less than this.
+	maxInflation = 8
 	// maxRank bounds a tensor's number of dimensions (PyTorch's own limit is lower), so that one huge
 	// memoized size tuple cannot be reused by many tensors.
 	maxRank = 64
@@ -60,6 +65,15 @@ var legacyMagic = []byte{0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0
 // diffusers' diffusion_pytorch_model.bin or pytorch-fid's pt_inception-*.pth: a dict or OrderedDict
 // from names to tensors of the types in DType. The result has no Metadata. See DecodeTorch.
 func ReadTorch(path string) (*File, error) {
+	return ReadTorchLimit(path, 0)
+}
+
+// ReadTorchLimit reads like ReadTorch, refusing, before decompressing anything, an archive whose
+// entries (data.pkl and the storages) declare more than maxBytes bytes in total, and bounding the
+// tensors copied out of the storages by maxBytes as well. A caller that knows the shapes it expects
+// (a UNet config) passes their size; maxBytes <= 0 means no limit but the one every read has: entries
+// may declare at most maxInflation (8) times the archive's size.
+func ReadTorchLimit(path string, maxBytes int64) (*File, error) {
 	fd, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
@@ -69,7 +83,7 @@ func ReadTorch(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
-	f, err := decodeTorch(fd, st.Size())
+	f, err := decodeTorch(fd, st.Size(), maxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %s: %w", path, err)
 	}
@@ -82,7 +96,7 @@ func ReadTorch(path string) (*File, error) {
 // big-endian archives, TorchScript archives, and any size, offset, stride or memo index that does not
 // fit the bytes actually present.
 func DecodeTorch(ra io.ReaderAt, size int64) (*File, error) {
-	f, err := decodeTorch(ra, size)
+	f, err := decodeTorch(ra, size, 0)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: torch: %w", err)
 	}
@@ -98,8 +112,9 @@ type torchArchive struct {
 	// claimed sums the stored sizes of the entries read so far: more than the archive holds means
 	// entries overlap (a zip bomb), since each is read at most once.
 	claimed int64
-	// storageBytes and materialized bound the copies of tensors out of their storages.
-	storageBytes, materialized int64
+	// storageBytes and materialized bound the copies of tensors out of their storages; limit, when
+	// positive, bounds materialized too.
+	storageBytes, materialized, limit int64
 }
 
 // torchStorage is a storage that a persistent id loaded: the raw bytes of an entry data/<key>.
@@ -109,7 +124,7 @@ type torchStorage struct {
 	data  []byte
 }
 
-func decodeTorch(ra io.ReaderAt, size int64) (*File, error) {
+func decodeTorch(ra io.ReaderAt, size, limit int64) (*File, error) {
 	var head [512]byte
 	n, _ := ra.ReadAt(head[:], 0)
 	if bytes.HasPrefix(head[:n], legacyMagic) || (n >= 262 && string(head[257:262]) == "ustar") {
@@ -145,6 +160,9 @@ func decodeTorch(ra io.ReaderAt, size int64) (*File, error) {
 	if _, ok := a.entries[a.prefix+"constants.pkl"]; ok {
 		return nil, errors.New("a TorchScript archive (torch.jit.save), not a torch.save state dict: save model.state_dict() with torch.save")
 	}
+	if err := a.checkDeclared(limit); err != nil {
+		return nil, err
+	}
 	if f, ok := a.entries[a.prefix+"byteorder"]; ok {
 		b, err := a.read(f, maxSmallEntry)
 		if err != nil {
@@ -168,6 +186,30 @@ func decodeTorch(ra io.ReaderAt, size int64) (*File, error) {
 		return nil, fmt.Errorf("%sdata.pkl: %w", a.prefix, err)
 	}
 	return a.stateDict(v)
+}
+
+// checkDeclared checks the sizes that data.pkl and the storage entries declare, decompressed, against
+// maxInflation times the archive's size and against limit when it is positive, before any of them is
+// read: a zip bomb is refused from its directory alone.
+func (a *torchArchive) checkDeclared(limit int64) error {
+	var total uint64
+	for name, f := range a.entries {
+		if name == a.prefix+"data.pkl" || strings.HasPrefix(name, a.prefix+"data/") {
+			if total += f.UncompressedSize64; total < f.UncompressedSize64 {
+				total = math.MaxUint64
+			}
+		}
+	}
+	if total > uint64(maxInflation*a.size) {
+		return fmt.Errorf("data.pkl and the storages declare %d bytes once decompressed, beyond %d times the archive's %d bytes: a zip bomb (torch.save stores entries uncompressed)", total, maxInflation, a.size)
+	}
+	if limit > 0 {
+		if total > uint64(limit) {
+			return fmt.Errorf("data.pkl and the storages declare %d bytes once decompressed, beyond the limit of %d bytes the caller expects: not the state dict expected", total, limit)
+		}
+		a.limit = limit
+	}
+	return nil
 }
 
 // stateDict turns the unpickled value into a File: a dict of str keys to tensors. A tensor that
@@ -356,6 +398,9 @@ func (a *torchArchive) rebuildTensor(args pyTuple) (any, error) {
 func (a *torchArchive) charge(n int64) error {
 	if n > materializeFactor*a.storageBytes+materializeSlack-a.materialized {
 		return fmt.Errorf("the tensors copied out of the archive would exceed %d times its %d storage bytes (plus %d)", materializeFactor, a.storageBytes, materializeSlack)
+	}
+	if a.limit > 0 && n > a.limit-a.materialized {
+		return fmt.Errorf("the tensors copied out of the archive would exceed the limit of %d bytes the caller expects", a.limit)
 	}
 	a.materialized += n
 	return nil

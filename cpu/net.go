@@ -47,8 +47,8 @@ func Supports(c unet.Config) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	if c.ClassEmbedType != nil {
-		return fmt.Errorf("cpu: class_embed_type %q is not supported by the CPU engine (only null)", *c.ClassEmbedType)
+	if c.ClassEmbedding() == unet.Identity {
+		return fmt.Errorf("cpu: class_embed_type \"identity\" (float class embeddings) is not supported by the CPU engine")
 	}
 	return nil
 }
@@ -173,10 +173,10 @@ func (n *Net) Forward(x []float32, batch, h, w int, t []int32, y []int32) ([]flo
 	if len(t) != batch {
 		return nil, fmt.Errorf("cpu: %d timesteps for a batch of %d", len(t), batch)
 	}
-	if c.NumClassEmbeds != nil {
-		if len(y) != batch {
-			return nil, fmt.Errorf("cpu: this model has num_class_embeds = %d and needs %d class labels, got %d", *c.NumClassEmbeds, batch, len(y))
-		}
+	switch k := c.ClassEmbedding(); {
+	case k != unet.NoClasses && len(y) != batch:
+		return nil, fmt.Errorf("cpu: this model has a class embedding (%s) and needs %d class labels, got %d", k, batch, len(y))
+	case k == unet.Learned:
 		for _, v := range y {
 			if v < 0 || int(v) >= *c.NumClassEmbeds {
 				return nil, fmt.Errorf("cpu: class label %d outside [0, %d)", v, *c.NumClassEmbeds)
@@ -240,6 +240,49 @@ func timestepEmbedding(e []float32, t []int32, dim int, flip bool, shift float64
 			row[dim-1] = 0
 		}
 	}
+}
+
+// classEmbedding adds the class term of labels y to emb [N, E] (unet.Model's classEmbedding): a row
+// of class_embedding.weight (Learned), or linear_2(silu(linear_1(sinusoidal(y)))) (Timestep), on the
+// host (N x E x E multiply-adds, small beside the network).
+func (n *Net) classEmbedding(emb []float32, y []int32) {
+	c := n.Config
+	e := n.timeEmbedDim()
+	switch c.ClassEmbedding() {
+	case unet.Learned:
+		table := n.get("class_embedding.weight")
+		for i, yi := range y {
+			row := emb[i*e : (i+1)*e]
+			for j, v := range table[int(yi)*e : (int(yi)+1)*e] {
+				row[j] += v
+			}
+		}
+	case unet.Timestep:
+		c0 := c.BlockOutChannels[0]
+		s := make([]float32, len(y)*c0)
+		timestepEmbedding(s, y, c0, c.FlipSinToCos, c.FreqShift)
+		h := hostLinear(s, len(y), c0, e, n.get("class_embedding.linear_1.weight"), n.get("class_embedding.linear_1.bias"))
+		siluInPlace(h)
+		h = hostLinear(h, len(y), e, e, n.get("class_embedding.linear_2.weight"), n.get("class_embedding.linear_2.bias"))
+		for i := range emb {
+			emb[i] += h[i]
+		}
+	}
+}
+
+// hostLinear is y [m, out] = x [m, in] W^T + b for W [out, in], in float64 sums.
+func hostLinear(x []float32, m, in, out int, w, b []float32) []float32 {
+	y := make([]float32, m*out)
+	for i := 0; i < m; i++ {
+		for o := 0; o < out; o++ {
+			s := float64(b[o])
+			for k, v := range x[i*in : (i+1)*in] {
+				s += float64(v) * float64(w[o*in+k])
+			}
+			y[i*out+o] = float32(s)
+		}
+	}
+	return y
 }
 
 func calloc(n int) *C.float {

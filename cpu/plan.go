@@ -504,15 +504,7 @@ func (p *plan) run(x []float32, t []int32, y []int32, out []float32) error {
 	for _, s := range p.steps {
 		if s.run == nil { // the class embedding and SiLU of the time embedding
 			emb := net.floats(p.emb, p.n*e)
-			if c.NumClassEmbeds != nil {
-				table := net.get("class_embedding.weight")
-				for i, yi := range y {
-					row := emb[i*e : (i+1)*e]
-					for j, v := range table[int(yi)*e : (int(yi)+1)*e] {
-						row[j] += v
-					}
-				}
-			}
+			net.classEmbedding(emb, y)
 			siluInPlace(emb)
 			continue
 		}

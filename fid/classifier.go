@@ -621,13 +621,10 @@ func TrainClassifier(ctx context.Context, b backends.Backend, ds *data.Dataset, 
 //
 //	loss = -1/B sum_i log softmax(logits_i)[y_i]
 //
-// and Adam(W) at 1-based step n (torch.optim.AdamW; with weight decay 0, torch.optim.Adam):
-//
-//	p = p (1 - lr wd);  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
-//	p = p - lr (m / (1 - b1^n)) / (sqrt(v / (1 - b2^n)) + eps)
+// and Adam(W) at 1-based step n (nn.AdamW; with weight decay 0, torch.optim.Adam).
 func classifierStep(cfg ClassifierConfig, specs []nn.Spec, in []*graph.Node) []*graph.Node {
 	params, m, v, step0, idx, images, labels := in[0], in[1], in[2], in[3], in[4], in[5], in[6]
-	g := params.Graph()
+	opt := nn.AdamW{LR: cfg.LR, Beta1: adamBeta1, Beta2: adamBeta2, Eps: adamEps, WeightDecay: cfg.WeightDecay}
 	k, bsz := idx.Shape().Dimensions[0], idx.Shape().Dimensions[1]
 	losses := make([]*graph.Node, k)
 	for s := range k {
@@ -640,15 +637,7 @@ func classifierStep(cfg ClassifierConfig, specs []nn.Spec, in []*graph.Node) []*
 		grad := nn.JoinFlat(specs, graph.Gradient(loss, weights...))
 
 		n := graph.AddScalar(graph.ConvertDType(step0, dtypes.Float32), float64(s+1))
-		bc1 := graph.OneMinus(graph.Pow(graph.Scalar(g, dtypes.Float32, adamBeta1), n))
-		bc2 := graph.OneMinus(graph.Pow(graph.Scalar(g, dtypes.Float32, adamBeta2), n))
-		if cfg.WeightDecay > 0 {
-			params = graph.MulScalar(params, 1-cfg.LR*cfg.WeightDecay)
-		}
-		m = graph.Add(graph.MulScalar(m, adamBeta1), graph.MulScalar(grad, 1-adamBeta1))
-		v = graph.Add(graph.MulScalar(v, adamBeta2), graph.MulScalar(graph.Square(grad), 1-adamBeta2))
-		den := graph.AddScalar(graph.Sqrt(graph.Div(v, bc2)), adamEps)
-		params = graph.Sub(params, graph.MulScalar(graph.Div(graph.Div(m, bc1), den), cfg.LR))
+		params, m, v = opt.Update(params, grad, m, v, n)
 		losses[s] = graph.Reshape(loss, 1)
 	}
 	return []*graph.Node{params, m, v, graph.Concatenate(losses, 0)}

@@ -76,8 +76,8 @@
 // Against pytorch-fid (the fixtures of ../shared/testdata/fid, on random ternary weights), on the
 // pure-Go backend in float32: features within 2e-4 (1 + |f|) (test tolerance; observed 6.7e-5). A
 // float64 evaluation of the network is within 1e-5 (1 + |f|) of ours and within 7e-5 (1 + |f|) of
-// pytorch-fid's own float32 output. On an NVIDIA GPU, XLA's float32 is not float32 (see
-// PrecisionAuto), so there the network computes in float64 unless told otherwise.
+// pytorch-fid's own float32 output. On an NVIDIA GPU, XLA's float32 products are TF32 unless asked
+// otherwise, so every product of the network is nn.ExactProduct (see Inception.DType).
 //
 // # Our classifier
 //

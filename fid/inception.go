@@ -109,53 +109,29 @@ func inceptionLayout() []convSpec {
 	return l
 }
 
-// Precision is the arithmetic Inception computes in.
-type Precision int
-
-const (
-	// PrecisionAuto is Float32. XLA runs float32 convolutions and matrix products on NVIDIA GPUs on
-	// TF32 tensor cores, and GoMLX v0.26 cannot ask it for full float32: measured on an H200, plain
-	// float32 features were up to 4.4% (of 1 + |f|) off pytorch-fid's. So every product here is
-	// nn.ExactProduct, three TF32 passes that give float32 accuracy (float64 also does, at 813
-	// images/s instead of 11k on that card).
-	PrecisionAuto Precision = iota
-	// Float32 computes in float32, as pytorch-fid does on a CPU.
-	Float32
-	// Float64 computes in float64. The input images, the folded weights and the features stay
-	// float32 values.
-	Float64
-)
-
-func (p Precision) String() string {
-	switch p {
-	case PrecisionAuto:
-		return "auto"
-	case Float32:
-		return "float32"
-	case Float64:
-		return "float64"
-	}
-	return fmt.Sprintf("Precision(%d)", int(p))
-}
-
-// dtype resolves p for backend b.
-func (p Precision) dtype(b backends.Backend) (dtypes.DType, error) {
-	switch p {
-	case PrecisionAuto, Float32:
+// computeDType resolves Inception.DType: the zero value is float32. Every product is nn.ExactProduct in
+// either: XLA runs float32 convolutions and matrix products on NVIDIA GPUs on TF32 tensor cores, and
+// GoMLX v0.26 cannot ask it for full float32 (measured on an H200, plain float32 features were up to
+// 4.4% of 1 + |f| off pytorch-fid's), so three TF32 passes give float32 accuracy (float64 also does, at
+// 813 images/s instead of 11k on that card).
+func computeDType(d dtypes.DType) (dtypes.DType, error) {
+	switch d {
+	case dtypes.InvalidDType, dtypes.Float32:
 		return dtypes.Float32, nil
-	case Float64:
+	case dtypes.Float64:
 		return dtypes.Float64, nil
 	}
-	return dtypes.InvalidDType, fmt.Errorf("fid: Inception.Precision is %v, want PrecisionAuto, Float32 or Float64", p)
+	return dtypes.InvalidDType, fmt.Errorf("fid: Inception.DType is %v, want Float32 (or unset) or Float64", d)
 }
 
 // Inception is pytorch-fid's InceptionV3([3]) (the FID Inception of TensorFlow's 2015-12-05 graph, as
 // ported to PyTorch), with its weights loaded and every BatchNorm folded into its convolution. It maps
 // images in [0, 1] to the 2048 pool3 features that FID compares. Features is safe for concurrent use.
 type Inception struct {
-	// Precision is the arithmetic of Features; the zero value, PrecisionAuto, is float32 with exact
-	// products. Set it before calling Features, not during a call.
-	Precision Precision
+	// DType is the arithmetic of Features: Float32 (the zero value, with exact products; pytorch-fid on
+	// a CPU) or Float64 (the input images, the folded weights and the features stay float32 values).
+	// Set it before calling Features, not during a call.
+	DType dtypes.DType
 
 	layers []convSpec
 	index  map[string]int // layer name -> position in layers
@@ -276,7 +252,7 @@ func (m *Inception) Extractor() Extractor {
 
 // Features returns the pool3 features [n,2048] (row-major) of images [n,c,h,w] in [0, 1] (float32,
 // row-major, NCHW; c = 3 for RGB or 1 for grayscale, repeated to 3 channels), computed on backend b in
-// batches of batch images in m.Precision, as pytorch-fid's InceptionV3([3]) with its defaults:
+// batches of batch images in m.DType, as pytorch-fid's InceptionV3([3]) with its defaults:
 // bilinear resize to 299x299 (skipped for a side already 299), scale to [-1, 1], the network.
 // Values outside [0, 1] are not clipped (pytorch-fid does not clip either). The last partial batch
 // is padded with blank images so that one compiled graph serves every batch; a batch larger than n
@@ -349,7 +325,7 @@ func inBatches(x []float32, n, size, batch, dim int, run func(x []float32, first
 // execFor returns the network compiled for b in m's precision, creating it (and b's copy of the
 // weights) once.
 func (m *Inception) execFor(b backends.Backend) (*inceptionExec, error) {
-	dtype, err := m.Precision.dtype(b)
+	dtype, err := computeDType(m.DType)
 	if err != nil {
 		return nil, err
 	}

@@ -502,18 +502,17 @@ func TestInBatches(t *testing.T) {
 	}
 }
 
-func TestPrecision(t *testing.T) {
+func TestDType(t *testing.T) {
 	b := goBackend(t)
 	for _, c := range []struct {
-		p    Precision
-		want dtypes.DType
+		d, want dtypes.DType
 	}{
-		{PrecisionAuto, dtypes.Float32}, // pure Go: float32 is float32
-		{Float32, dtypes.Float32},
-		{Float64, dtypes.Float64},
+		{dtypes.InvalidDType, dtypes.Float32}, // the zero value
+		{dtypes.Float32, dtypes.Float32},
+		{dtypes.Float64, dtypes.Float64},
 	} {
-		if got, err := c.p.dtype(b); err != nil || got != c.want {
-			t.Errorf("%v on the pure-Go backend: %v, %v; want %v", c.p, got, err, c.want)
+		if got, err := computeDType(c.d); err != nil || got != c.want {
+			t.Errorf("%v: %v, %v; want %v", c.d, got, err, c.want)
 		}
 	}
 	f, _ := fixtureInception(t)
@@ -521,9 +520,9 @@ func TestPrecision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad.Precision = Precision(7)
-	if _, err := bad.Features(b, make([]float32, 3*8*8), 1, 3, 8, 8, 1); err == nil || !strings.Contains(err.Error(), "Precision(7)") {
-		t.Errorf("Features with Precision(7) = %v; want an error naming it", err)
+	bad.DType = dtypes.Int32
+	if _, err := bad.Features(b, make([]float32, 3*8*8), 1, 3, 8, 8, 1); err == nil || !strings.Contains(err.Error(), "Int32") {
+		t.Errorf("Features with DType Int32 = %v; want an error naming it", err)
 	}
 }
 

@@ -4,6 +4,13 @@
 //	mnist              a diffusers pipeline directory (model_index.json, unet/, scheduler/), loadable by
 //	                   diffusers' DDPMPipeline.from_pretrained as it is
 //	classifier-mnist   our MNIST classifier, the extractor of `ddpm fid --features classifier`
+//	fashion-mnist      the same recipe on 90% of Fashion-MNIST's training split (the other 10%, seed
+//	                   1234, is the hold-out that `fid --ref fashion-mnist:holdout` scores against)
+//	classifier-fashion-mnist  our classifier on the same 90% of Fashion-MNIST (90.7% test accuracy)
+//	tiny-ddpm-cifar10  the reference of `ddpm verify`: a copy of ../shared/testdata/diffusers/
+//	                   tiny-ddpm-cifar10 (a random-weight UNet2DModel, its safetensors weights and
+//	                   diffusers' recorded outputs, reference_io.safetensors), so that verify needs
+//	                   no source tree
 package models
 
 import (
@@ -17,7 +24,7 @@ import (
 	"sort"
 )
 
-//go:embed mnist classifier-mnist
+//go:embed mnist classifier-mnist fashion-mnist classifier-fashion-mnist tiny-ddpm-cifar10
 var bundled embed.FS
 
 // Names lists the bundled models.

@@ -1,8 +1,10 @@
 package nn
 
 import (
+	"runtime"
 	"slices"
 	"sync"
+	"weak"
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
@@ -29,7 +31,44 @@ type sliceParams struct {
 	starts []int // unit strides only
 }
 
-var sideTable sync.Map // *graph.Node -> dotParams | sliceParams
+// sideTable maps a node to its parameters (dotParams or sliceParams). It holds the node only weakly,
+// so that a graph no longer used is collected with its nodes, and a node's entry is deleted once the
+// node is collected (runtime.AddCleanup): the table holds the entries of live nodes only.
+var sideTable struct {
+	mu      sync.Mutex
+	entries map[weak.Pointer[graph.Node]]any
+}
+
+// record stores the parameters of node.
+func record(node *graph.Node, params any) {
+	key := weak.Make(node)
+	sideTable.mu.Lock()
+	if sideTable.entries == nil {
+		sideTable.entries = make(map[weak.Pointer[graph.Node]]any)
+	}
+	sideTable.entries[key] = params
+	sideTable.mu.Unlock()
+	runtime.AddCleanup(node, func(key weak.Pointer[graph.Node]) {
+		sideTable.mu.Lock()
+		delete(sideTable.entries, key)
+		sideTable.mu.Unlock()
+	}, key)
+}
+
+// lookup returns the parameters record stored for node.
+func lookup(node *graph.Node) (any, bool) {
+	sideTable.mu.Lock()
+	defer sideTable.mu.Unlock()
+	p, ok := sideTable.entries[weak.Make(node)]
+	return p, ok
+}
+
+// sideTableLen is the number of entries, for the tests.
+func sideTableLen() int {
+	sideTable.mu.Lock()
+	defer sideTable.mu.Unlock()
+	return len(sideTable.entries)
+}
 
 var stockDotGeneralVJP, stockSliceVJP graph.VJP
 
@@ -49,7 +88,7 @@ func dot(lhs *graph.Node, lhsContracting, lhsBatch []int, rhs *graph.Node, rhsCo
 
 func dot1(lhs *graph.Node, lhsContracting, lhsBatch []int, rhs *graph.Node, rhsContracting, rhsBatch []int) *graph.Node {
 	out := graph.DotGeneral(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch)
-	sideTable.Store(out, dotParams{
+	record(out, dotParams{
 		slices.Clone(lhsContracting), slices.Clone(lhsBatch),
 		slices.Clone(rhsContracting), slices.Clone(rhsBatch)})
 	return out
@@ -71,7 +110,7 @@ func crossAxes(rank int, contracting, batch []int) []int {
 // gives [batch..., lhsCross..., rhsContracting (in rhs axis order)...]; a transpose puts those axes back
 // where lhs had them. Symmetrically for rhs.
 func dotGeneralVJP(node *graph.Node, vjps []*graph.Node, outputShape shapes.Shape) []*graph.Node {
-	p, ok := sideTable.Load(node)
+	p, ok := lookup(node)
 	if !ok {
 		return stockDotGeneralVJP(node, vjps, outputShape)
 	}
@@ -122,13 +161,13 @@ func slice(x *graph.Node, starts, limits []int) *graph.Node {
 		specs[a] = graph.AxisRange(starts[a], limits[a])
 	}
 	out := graph.Slice(x, specs...)
-	sideTable.Store(out, sliceParams{starts: slices.Clone(starts)})
+	record(out, sliceParams{starts: slices.Clone(starts)})
 	return out
 }
 
 // sliceVJP places v inside zeros of x's shape, one axis at a time, with Concatenate.
 func sliceVJP(node *graph.Node, vjps []*graph.Node, outputShape shapes.Shape) []*graph.Node {
-	p, ok := sideTable.Load(node)
+	p, ok := lookup(node)
 	if !ok {
 		return stockSliceVJP(node, vjps, outputShape)
 	}

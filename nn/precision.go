@@ -43,13 +43,25 @@ func splitTF32(x *graph.Node, p Precision) (split bool, hi, lo *graph.Node) {
 	if p != Highest || x.DType() != dtypes.Float32 || x.Graph().Backend().Name() != "xla" {
 		return false, nil, nil
 	}
+	hi, lo = tf32Split(x)
+	return true, hi, lo
+}
+
+// tf32Split splits float32 x into hi, x with the low 13 mantissa bits cleared (exact in TF32; it carries
+// x's gradient, straight through), and lo = x - hi (exact in float32; no gradient).
+func tf32Split(x *graph.Node) (hi, lo *graph.Node) {
 	g := x.Graph()
 	bits := graph.Bitcast(x, dtypes.Uint32)
 	mask := graph.Scalar(g, dtypes.Uint32, uint32(0xFFFFE000))
 	hiExact := graph.Bitcast(graph.BitwiseAnd(bits, mask), dtypes.Float32)
-	loExact := graph.StopGradient(graph.Sub(x, hiExact))
-	hi = graph.Sub(x, loExact) // value hiExact, gradient of x
-	return true, hi, loExact
+	lo = graph.StopGradient(graph.Sub(x, hiExact))
+	hi = graph.Sub(x, lo) // value hiExact, gradient of x
+	return hi, lo
+}
+
+// threeProducts is op(a_hi, b_hi) + op(a_hi, b_lo) + op(a_lo, b_hi).
+func threeProducts(ah, al, bh, bl *graph.Node, op func(a, b *graph.Node) *graph.Node) *graph.Node {
+	return graph.Add(graph.Add(op(ah, bh), op(ah, bl)), op(al, bh))
 }
 
 // threePass computes op(a, b) as op(a_hi, b_hi) + op(a_hi, b_lo) + op(a_lo, b_hi) under Highest
@@ -70,5 +82,5 @@ func product(a, b *graph.Node, op func(a, b *graph.Node) *graph.Node, p Precisio
 	if !sa || !sb {
 		return op(a, b)
 	}
-	return graph.Add(graph.Add(op(ah, bh), op(ah, bl)), op(al, bh))
+	return threeProducts(ah, al, bh, bl, op)
 }

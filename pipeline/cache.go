@@ -146,13 +146,20 @@ func (h *hub) writeRef() error {
 // fromCache returns the cached snapshot of the revision if it holds a whole pipeline, or an error that says
 // where the files must go. why is the network error that sent it here (nil: offline by choice).
 func (h *hub) fromCache(why error) (string, error) {
-	commit := ""
+	commit, badRef := "", ""
+	ref := filepath.Join(h.storage, "refs", filepath.FromSlash(h.revision))
 	if commitHash.MatchString(h.revision) {
 		commit = h.revision
-	} else if b, err := os.ReadFile(filepath.Join(h.storage, "refs", filepath.FromSlash(h.revision))); err == nil {
-		commit = strings.TrimSpace(string(b))
+	} else if b, err := os.ReadFile(ref); err == nil {
+		// The ref is only trusted as a snapshot's name: anything else (a path, garbage) is reported as
+		// what it is, never joined into a path.
+		if c := strings.TrimSpace(string(b)); safeName.MatchString(c) {
+			commit = c
+		} else {
+			badRef = c
+		}
 	}
-	if commit != "" && safeName.MatchString(commit) {
+	if commit != "" {
 		if dir := filepath.Join(h.storage, "snapshots", commit); h.complete(dir) {
 			return dir, nil
 		}
@@ -168,7 +175,13 @@ func (h *hub) fromCache(why error) (string, error) {
 	msg.WriteString(" Pass a local DDPMPipeline directory instead of a hub name, or put the files where huggingface_hub keeps them:")
 	snap := filepath.Join(h.storage, "snapshots", "<commit>")
 	if commit == "" {
-		fmt.Fprintf(&msg, "\n  %s  (a file holding the commit hash, 40 hex digits)", filepath.Join(h.storage, "refs", filepath.FromSlash(h.revision)))
+		fmt.Fprintf(&msg, "\n  %s  (a file holding the commit hash, 40 hex digits)", ref)
+		if badRef != "" {
+			if len(badRef) > 60 {
+				badRef = badRef[:60] + "..."
+			}
+			fmt.Fprintf(&msg, "; it now holds %q, which is not a commit hash: delete it or write the hash", badRef)
+		}
 	} else {
 		snap = filepath.Join(h.storage, "snapshots", commit)
 	}

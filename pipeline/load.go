@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/ddpm/ddpm/checkpoint"
+	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/sampler"
 	"github.com/ddpm/ddpm/schedule"
 	"github.com/ddpm/ddpm/unet"
@@ -138,7 +139,7 @@ func Load(dir string) (*Pipeline, error) {
 	// The weights last: every config is checked before the large file is read.
 	var f *checkpoint.File
 	if filepath.Base(files.Weights) == TorchFile {
-		f, err = checkpoint.ReadTorch(files.Weights)
+		f, err = checkpoint.ReadTorchLimit(files.Weights, torchLimit(p.UNet.Specs()))
 	} else {
 		f, err = checkpoint.ReadSafetensors(files.Weights)
 	}
@@ -149,6 +150,17 @@ func Load(dir string) (*Pipeline, error) {
 		return nil, fmt.Errorf("pipeline: %s: %w", files.Weights, err)
 	}
 	return p, nil
+}
+
+// torchLimit is the most a .bin state dict of these parameters may declare: 8 bytes an element (float64
+// storages) plus 1 KiB a tensor and 64 KiB for data.pkl. A larger archive is not this config's weights,
+// and is refused before anything in it is decompressed.
+func torchLimit(specs []nn.Spec) int64 {
+	n := int64(64 << 10)
+	for _, s := range specs {
+		n += 8*int64(s.Size()) + 1<<10
+	}
+	return n
 }
 
 // findFiles locates a pipeline's files in dir with diffusers' rules (see Load).

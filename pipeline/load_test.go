@@ -189,8 +189,6 @@ func TestLoadErrors(t *testing.T) {
 			[]string{"no scheduler component"}},
 		{"unknown unet field", edit(map[string]entry{"unet/config.json": literal(strings.Replace(unetConfig, `"act_fn"`, `"foo_bar": 3, "act_fn"`, 1))}),
 			[]string{"unet/config.json", "foo_bar"}},
-		{"unknown scheduler field", edit(map[string]entry{"scheduler/scheduler_config.json": literal(strings.Replace(sched, `"beta_end"`, `"zeta": 1, "beta_end"`, 1))}),
-			[]string{"scheduler_config.json", "unknown field(s) zeta"}},
 		{"thresholding", edit(map[string]entry{"scheduler/scheduler_config.json": literal(strings.Replace(sched, `"thresholding": false`, `"thresholding": true`, 1))}),
 			[]string{"scheduler_config.json", "thresholding true"}},
 		{"ddim pipeline with sigmoid", edit(map[string]entry{

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,11 +25,22 @@ const (
 	DDPMScheduler Scheduler = iota
 	// DDIMScheduler is diffusers' DDIMScheduler: sampler.DDIM.
 	DDIMScheduler
+	// DPMSolverMultistepScheduler is diffusers' DPMSolverMultistepScheduler: sampler.DPMSolver.
+	DPMSolverMultistepScheduler
+	// EulerDiscreteScheduler is diffusers' EulerDiscreteScheduler: sampler.Euler.
+	EulerDiscreteScheduler
+	// EulerAncestralDiscreteScheduler is diffusers' EulerAncestralDiscreteScheduler: sampler.EulerAncestral.
+	EulerAncestralDiscreteScheduler
+	// HeunDiscreteScheduler is diffusers' HeunDiscreteScheduler: sampler.Heun.
+	HeunDiscreteScheduler
 )
 
 var (
-	schedulerNames = [...]string{DDPMScheduler: "DDPMScheduler", DDIMScheduler: "DDIMScheduler"}
-	schedulerShort = [...]string{DDPMScheduler: "ddpm", DDIMScheduler: "ddim"}
+	schedulerNames = [...]string{DDPMScheduler: "DDPMScheduler", DDIMScheduler: "DDIMScheduler",
+		DPMSolverMultistepScheduler: "DPMSolverMultistepScheduler", EulerDiscreteScheduler: "EulerDiscreteScheduler",
+		EulerAncestralDiscreteScheduler: "EulerAncestralDiscreteScheduler", HeunDiscreteScheduler: "HeunDiscreteScheduler"}
+	schedulerShort = [...]string{DDPMScheduler: "ddpm", DDIMScheduler: "ddim", DPMSolverMultistepScheduler: "dpmsolver++",
+		EulerDiscreteScheduler: "euler", EulerAncestralDiscreteScheduler: "euler_ancestral", HeunDiscreteScheduler: "heun"}
 )
 
 // String returns diffusers' class name.
@@ -40,13 +54,14 @@ func (s Scheduler) String() string {
 // MarshalText encodes the scheduler as diffusers' class name.
 func (s Scheduler) MarshalText() ([]byte, error) {
 	if s < 0 || int(s) >= len(schedulerNames) {
-		return nil, fmt.Errorf("pipeline: invalid scheduler %d (valid: DDPMScheduler, DDIMScheduler)", int(s))
+		return nil, fmt.Errorf("pipeline: invalid scheduler %d (valid: %s)", int(s), strings.Join(schedulerNames[:], ", "))
 	}
 	return []byte(schedulerNames[s]), nil
 }
 
-// UnmarshalText decodes diffusers' class name ("DDPMScheduler", "DDIMScheduler") or the short name a
-// command line takes ("ddpm", "ddim").
+// UnmarshalText decodes diffusers' class name ("DDPMScheduler", ...) or the short name a command line
+// takes ("ddpm", "ddim", "dpmsolver++", "euler", "euler_ancestral", "heun"; "sde-dpmsolver++" is
+// DPMSolverMultistepScheduler too, see Choice).
 func (s *Scheduler) UnmarshalText(text []byte) error {
 	for i := range schedulerNames {
 		if string(text) == schedulerNames[i] || string(text) == schedulerShort[i] {
@@ -54,7 +69,12 @@ func (s *Scheduler) UnmarshalText(text []byte) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("pipeline: unknown scheduler %q (valid: ddpm, ddim, or diffusers' DDPMScheduler, DDIMScheduler)", text)
+	if string(text) == "sde-dpmsolver++" {
+		*s = DPMSolverMultistepScheduler
+		return nil
+	}
+	return fmt.Errorf("pipeline: unknown scheduler %q (valid: %s, sde-dpmsolver++, or diffusers' %s)", text,
+		strings.Join(schedulerShort[:], ", "), strings.Join(schedulerNames[:], ", "))
 }
 
 func schedulerClass(name string) (Scheduler, bool) {
@@ -133,10 +153,11 @@ var unsupportedVariance = map[string]string{
 	"fixed_large_log": "GLIDE's log variance",
 }
 
-// ParseSchedulerConfig decodes a DDPMScheduler or DDIMScheduler scheduler_config.json. Fields absent take
-// the class defaults; a field this package cannot honour at its value (thresholding or
-// rescale_betas_zero_snr true, a learned variance_type, ...) is an error naming it, as is any field neither
-// known nor in IgnoredFields.
+// ParseSchedulerConfig decodes the schedule and the DDPM and DDIM settings of a scheduler_config.json of
+// any supported class (Scheduler). Fields absent take the class defaults and fields neither class takes
+// are ignored, as diffusers' from_config does (Choice.Plan reads the other classes' fields); a field this
+// package cannot honour at its value (thresholding or rescale_betas_zero_snr true, a learned
+// variance_type, ...) is an error naming it.
 func ParseSchedulerConfig(data []byte) (SchedulerConfig, error) {
 	c, err := parseSchedulerConfig(data)
 	if err != nil {
@@ -159,9 +180,9 @@ func LoadSchedulerConfig(path string) (SchedulerConfig, error) {
 }
 
 func parseSchedulerConfig(data []byte) (SchedulerConfig, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return SchedulerConfig{}, fmt.Errorf("not a JSON object: %w", err)
+	raw, err := rawConfig(data)
+	if err != nil {
+		return SchedulerConfig{}, err
 	}
 	keys := make([]string, 0, len(raw))
 	for k := range raw {
@@ -172,20 +193,22 @@ func parseSchedulerConfig(data []byte) (SchedulerConfig, error) {
 	c := DefaultSchedulerConfig()
 	ddpm, ddim := &c.DDPM, &c.DDIM
 	var (
-		unknown        []string
 		predictEpsilon *bool
 		hasPrediction  bool
 	)
 	for _, k := range keys {
 		v := raw[k]
 		var err error
+		if string(v) == "null" && k == "variance_type" { // DPMSolverMultistepScheduler writes None
+			continue
+		}
 		switch k {
 		case "_class_name":
 			var name string
 			if err = decodeField(v, &name); err == nil {
 				cls, ok := schedulerClass(name)
 				if !ok {
-					return SchedulerConfig{}, fmt.Errorf("_class_name %q: only DDPMScheduler and DDIMScheduler configs are supported", name)
+					return SchedulerConfig{}, fmt.Errorf("_class_name %q: not a supported scheduler (supported: %s)", name, strings.Join(schedulerNames[:], ", "))
 				}
 				c.Class = cls
 			}
@@ -254,17 +277,12 @@ func parseSchedulerConfig(data []byte) (SchedulerConfig, error) {
 			var x float64
 			err = decodeField(v, &x)
 		default:
-			if !ignored("scheduler_config.json", k) {
-				unknown = append(unknown, k)
-			}
+			// from_config semantics: a field this class does not take is ignored (the other classes'
+			// fields are read by Choice.Plan).
 		}
 		if err != nil {
 			return SchedulerConfig{}, fmt.Errorf("%s: %w", k, err)
 		}
-	}
-	if len(unknown) > 0 {
-		return SchedulerConfig{}, fmt.Errorf("unknown field(s) %s: not DDPMScheduler or DDIMScheduler options (known: %s; ignored: %s)",
-			strings.Join(unknown, ", "), strings.Join(knownSchedulerFields(), ", "), strings.Join(ignoredNames("scheduler_config.json"), ", "))
 	}
 	if predictEpsilon != nil && !*predictEpsilon && !hasPrediction {
 		return SchedulerConfig{}, fmt.Errorf("predict_epsilon false: the model predicts x0; current diffusers ignores this old field, so add \"prediction_type\": \"sample\"")
@@ -440,4 +458,401 @@ func (f pyFloat) MarshalJSON() ([]byte, error) {
 		s += ".0"
 	}
 	return []byte(s), nil
+}
+
+// nonFinite matches the bare Infinity, -Infinity and NaN that Python's json writes (lambda_min_clipped of
+// DPMSolverMultistepScheduler is -Infinity by default) and Go's encoding/json refuses.
+var nonFinite = regexp.MustCompile(`([:\[,]\s*)(-?Infinity|NaN)(\s*[,}\]])`)
+
+// rawConfig decodes a scheduler_config.json into its fields, accepting Python's non-finite numbers (as
+// the strings "Infinity", "-Infinity", "NaN").
+func rawConfig(data []byte) (map[string]json.RawMessage, error) {
+	data = nonFinite.ReplaceAll(data, []byte(`$1"$2"$3`))
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	return raw, nil
+}
+
+// A Choice picks a scheduler class and its settings for a run, the way diffusers switches schedulers:
+// Class.from_config(scheduler.config), then set_timesteps(Steps).
+type Choice struct {
+	// Class is diffusers' class name or a short name: ddpm, ddim, dpmsolver++, sde-dpmsolver++ (the
+	// DPMSolverMultistepScheduler with algorithm_type sde-dpmsolver++), euler, euler_ancestral, heun.
+	// Empty: the config's own class.
+	Class string
+	// Steps is the number of inference steps (set_timesteps); Heun evaluates the model 2 Steps - 1 times.
+	Steps int
+	// Eta is DDIM's eta (a step argument in diffusers).
+	Eta float64
+	// Karras sets use_karras_sigmas (DPM-Solver, Euler, Heun).
+	Karras bool
+	// Overrides are key=value settings applied over the file's, as --scheduler-config takes them: value
+	// is JSON (1, true, "trailing") or else a bare string (trailing).
+	Overrides []string
+}
+
+// A Run is a chosen scheduler ready to sample: its plan and what diffusers would list for it.
+type Run struct {
+	Class Scheduler
+	// Config is the sampler's configuration: a sampler.DDPM, DDIM, DPMSolver, Euler, EulerAncestral or Heun.
+	Config any
+	Plan   sampler.Plan
+	// Timesteps are scheduler.timesteps (one per model evaluation), Sigmas scheduler.sigmas (nil for
+	// DDPM and DDIM).
+	Timesteps, Sigmas []float64
+	// Schedule is the noise schedule of the config.
+	Schedule schedule.Config
+	// Desc names the run for people: "DPM-Solver++ 2M, 20 steps (20 model evaluations)".
+	Desc string
+}
+
+// Plan builds the chosen scheduler from a scheduler_config.json (nil: DDPMScheduler's defaults) with
+// from_config semantics: the fields the class takes are read, others ignored, absent ones at the class's
+// defaults; then c.Overrides, c.Karras and, for sde-dpmsolver++, algorithm_type apply.
+func (c Choice) Plan(config []byte) (Run, error) {
+	if config == nil {
+		config = []byte("{}")
+	}
+	raw, err := rawConfig(config)
+	if err != nil {
+		return Run{}, fmt.Errorf("pipeline: scheduler config: %w", err)
+	}
+	for _, kv := range c.Overrides {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return Run{}, fmt.Errorf("pipeline: scheduler setting %q: want key=value, e.g. timestep_spacing=trailing", kv)
+		}
+		if !json.Valid([]byte(v)) {
+			b, _ := json.Marshal(v)
+			v = string(b)
+		}
+		raw[strings.TrimSpace(k)] = json.RawMessage(v)
+	}
+	var class Scheduler
+	switch c.Class {
+	case "":
+		class = DDPMScheduler
+		if v, ok := raw["_class_name"]; ok {
+			var name string
+			if err := json.Unmarshal(v, &name); err == nil {
+				if cls, ok := schedulerClass(name); ok {
+					class = cls
+				}
+			}
+		}
+	default:
+		if err := class.UnmarshalText([]byte(c.Class)); err != nil {
+			return Run{}, err
+		}
+	}
+	if c.Class == "sde-dpmsolver++" {
+		raw["algorithm_type"] = json.RawMessage(`"sde-dpmsolver++"`)
+	}
+	if c.Karras {
+		if class != DPMSolverMultistepScheduler && class != EulerDiscreteScheduler && class != HeunDiscreteScheduler {
+			return Run{}, fmt.Errorf("pipeline: Karras sigmas: %s has no use_karras_sigmas (DPM-Solver, Euler and Heun have)", class)
+		}
+		raw["use_karras_sigmas"] = json.RawMessage("true")
+	}
+	raw["_class_name"], _ = json.Marshal(class.String())
+	merged, err := json.Marshal(raw)
+	if err != nil {
+		return Run{}, fmt.Errorf("pipeline: %w", err)
+	}
+	sc, err := parseSchedulerConfig(merged)
+	if err != nil {
+		return Run{}, fmt.Errorf("pipeline: scheduler config: %w", err)
+	}
+	s, err := schedule.New(sc.Schedule)
+	if err != nil {
+		return Run{}, err
+	}
+	r := Run{Class: class, Schedule: sc.Schedule}
+	n := c.Steps
+	if n < 1 {
+		return Run{}, fmt.Errorf("pipeline: %d inference steps; want at least 1", n)
+	}
+	switch class {
+	case DDPMScheduler:
+		r.Config = sc.DDPM
+		r.Plan, err = sc.DDPM.Plan(s, n)
+		r.Desc = fmt.Sprintf("DDPM, %d steps, variance %s", n, sc.DDPM.Variance)
+	case DDIMScheduler:
+		if err = sc.Check(DDIMScheduler); err != nil {
+			return Run{}, err
+		}
+		d := sc.DDIM
+		d.Eta = c.Eta
+		r.Config = d
+		r.Plan, err = d.Plan(s, n)
+		r.Desc = fmt.Sprintf("DDIM, %d steps, eta %g", n, d.Eta)
+	case DPMSolverMultistepScheduler:
+		d := sampler.DefaultDPMSolver()
+		if err = fromConfig(raw, &d); err == nil {
+			err = dpmExtras(raw, &d)
+		}
+		if err != nil {
+			return Run{}, err
+		}
+		r.Config = d
+		if r.Timesteps, r.Sigmas, err = d.Sigmas(s, n); err == nil {
+			r.Plan, err = d.Plan(s, n)
+		}
+		name := "DPM-Solver++"
+		if d.Algorithm == sampler.SDEDPMSolverPP {
+			name = "SDE-DPM-Solver++"
+		}
+		r.Desc = fmt.Sprintf("%s %dM%s, %d steps", name, d.Order, karras(d.Karras), n)
+	case EulerDiscreteScheduler:
+		d := sampler.DefaultEuler()
+		if err = fromConfig(raw, &d); err != nil {
+			return Run{}, err
+		}
+		r.Config = d
+		if r.Timesteps, r.Sigmas, err = d.Sigmas(s, n); err == nil {
+			r.Plan, err = d.Plan(s, n)
+		}
+		r.Desc = fmt.Sprintf("Euler%s, %d steps", karras(d.Karras), n)
+	case EulerAncestralDiscreteScheduler:
+		d := sampler.DefaultEulerAncestral()
+		if err = fromConfig(raw, &d); err != nil {
+			return Run{}, err
+		}
+		r.Config = d
+		if r.Timesteps, r.Sigmas, err = d.Sigmas(s, n); err == nil {
+			r.Plan, err = d.Plan(s, n)
+		}
+		r.Desc = fmt.Sprintf("Euler ancestral, %d steps", n)
+	case HeunDiscreteScheduler:
+		d := sampler.DefaultHeun()
+		if err = fromConfig(raw, &d); err != nil {
+			return Run{}, err
+		}
+		r.Config = d
+		var ts, sg []float64
+		if ts, sg, err = d.Sigmas(s, n); err == nil {
+			// diffusers repeats every timestep but the first, and every sigma but the first and the last.
+			r.Timesteps = append(r.Timesteps, ts[0])
+			r.Sigmas = append(r.Sigmas, sg[0])
+			for i := 1; i < len(ts); i++ {
+				r.Timesteps = append(r.Timesteps, ts[i], ts[i])
+				r.Sigmas = append(r.Sigmas, sg[i], sg[i])
+			}
+			r.Sigmas = append(r.Sigmas, sg[len(sg)-1])
+			r.Plan, err = d.Plan(s, n)
+		}
+		r.Desc = fmt.Sprintf("Heun%s, %d steps", karras(d.Karras), n)
+	}
+	if err != nil {
+		return Run{}, err
+	}
+	if r.Timesteps == nil {
+		for _, st := range r.Plan {
+			r.Timesteps = append(r.Timesteps, float64(st.T))
+		}
+	}
+	r.Desc += fmt.Sprintf(" (%d model evaluations)", len(r.Plan))
+	return r, nil
+}
+
+func karras(on bool) string {
+	if on {
+		return " Karras"
+	}
+	return ""
+}
+
+// unsupportedAt lists fields of the newer classes whose non-default values this package does not
+// implement, with the default it does.
+var unsupportedAt = map[string]string{
+	"use_lu_lambdas":         "false",
+	"use_exponential_sigmas": "false",
+	"use_beta_sigmas":        "false",
+	"use_flow_sigmas":        "false",
+	"interpolation_type":     `"linear"`,
+	"timestep_type":          `"discrete"`,
+	"thresholding":           "false",
+	"rescale_betas_zero_snr": "false",
+}
+
+// fromConfig sets the fields of dst (a sampler config with diffusers' JSON names) that raw holds, as
+// from_config does: the others keep dst's defaults, raw's other fields are ignored, null is absent.
+func fromConfig(raw map[string]json.RawMessage, dst any) error {
+	for k, def := range unsupportedAt {
+		if v, ok := raw[k]; ok && string(v) != "null" && !jsonEqual(v, def) {
+			return fmt.Errorf("pipeline: scheduler config: %s %s is not supported (only %s)", k, v, def)
+		}
+	}
+	if v, ok := raw["variance_type"]; ok && (jsonEqual(v, `"learned"`) || jsonEqual(v, `"learned_range"`)) {
+		return fmt.Errorf("pipeline: scheduler config: variance_type %s is not supported", v)
+	}
+	keep := map[string]json.RawMessage{}
+	rt := reflect.TypeOf(dst).Elem()
+	for i := 0; i < rt.NumField(); i++ {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		if v, ok := raw[name]; ok && name != "-" && string(v) != "null" {
+			keep[name] = v
+		}
+	}
+	b, err := json.Marshal(keep)
+	if err == nil {
+		err = json.Unmarshal(b, dst)
+	}
+	if err != nil {
+		return fmt.Errorf("pipeline: scheduler config: %w", err)
+	}
+	if v, ok := dst.(interface{ Validate() error }); ok {
+		return v.Validate()
+	}
+	return nil
+}
+
+// dpmExtras reads lambda_min_clipped, which Python writes as -Infinity by default.
+func dpmExtras(raw map[string]json.RawMessage, d *sampler.DPMSolver) error {
+	v, ok := raw["lambda_min_clipped"]
+	if !ok || string(v) == "null" {
+		return nil
+	}
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		x, err := strconv.ParseFloat(strings.Replace(s, "Infinity", "Inf", 1), 64)
+		if err != nil {
+			return fmt.Errorf("pipeline: scheduler config: lambda_min_clipped %s: want a number", v)
+		}
+		d.LambdaMinClipped = x
+		return nil
+	}
+	if err := json.Unmarshal(v, &d.LambdaMinClipped); err != nil {
+		return fmt.Errorf("pipeline: scheduler config: lambda_min_clipped %s: want a number", v)
+	}
+	return nil
+}
+
+func jsonEqual(a json.RawMessage, b string) bool {
+	var x, y any
+	return json.Unmarshal(a, &x) == nil && json.Unmarshal([]byte(b), &y) == nil && reflect.DeepEqual(x, y)
+}
+
+// ConfigJSON writes the run's scheduler as diffusers' save_config writes a scheduler_config.json of its
+// class: the schedule, every field of the class (the unsupported options at their only value), keys
+// sorted, floats as Python prints them.
+func (r Run) ConfigJSON() ([]byte, error) {
+	switch d := r.Config.(type) {
+	case sampler.DDPM:
+		return SchedulerConfig{Class: DDPMScheduler, Schedule: r.Schedule, DDPM: d, DDIM: ddimFrom(d, true)}.MarshalJSON()
+	case sampler.DDIM:
+		p := sampler.DefaultDDPM()
+		p.Prediction, p.ClipSample, p.ClipSampleRange, p.Spacing, p.StepsOffset = d.Prediction, d.ClipSample, d.ClipSampleRange, d.Spacing, d.StepsOffset
+		return SchedulerConfig{Class: DDIMScheduler, Schedule: r.Schedule, DDPM: p, DDIM: d}.MarshalJSON()
+	case nil:
+		return nil, fmt.Errorf("pipeline: no scheduler chosen")
+	}
+	var betas any
+	if len(r.Schedule.TrainedBetas) > 0 {
+		b := make([]pyFloat, len(r.Schedule.TrainedBetas))
+		for k, x := range r.Schedule.TrainedBetas {
+			b[k] = pyFloat(x)
+		}
+		betas = b
+	}
+	m := map[string]any{
+		"_class_name":            r.Class.String(),
+		"_diffusers_version":     DiffusersVersion,
+		"num_train_timesteps":    r.Schedule.T,
+		"beta_start":             pyFloat(r.Schedule.BetaStart),
+		"beta_end":               pyFloat(r.Schedule.BetaEnd),
+		"beta_schedule":          r.Schedule.BetaSchedule,
+		"trained_betas":          betas,
+		"rescale_betas_zero_snr": false,
+	}
+	switch r.Class {
+	case DPMSolverMultistepScheduler:
+		m["thresholding"], m["dynamic_thresholding_ratio"], m["sample_max_value"] = false, pyFloat(0.995), pyFloat(1)
+		m["use_lu_lambdas"], m["use_exponential_sigmas"], m["use_beta_sigmas"], m["use_flow_sigmas"] = false, false, false, false
+		m["variance_type"] = nil
+		m["lambda_min_clipped"] = "-Infinity" // written bare below, as Python does
+		if d, ok := r.Config.(sampler.DPMSolver); ok && !math.IsInf(d.LambdaMinClipped, -1) {
+			m["lambda_min_clipped"] = pyFloat(d.LambdaMinClipped)
+		}
+	case EulerDiscreteScheduler:
+		m["interpolation_type"], m["timestep_type"] = "linear", "discrete"
+		m["use_exponential_sigmas"], m["use_beta_sigmas"] = false, false
+		m["sigma_min"], m["sigma_max"] = nil, nil
+	case HeunDiscreteScheduler:
+		m["use_exponential_sigmas"], m["use_beta_sigmas"] = false, false
+	}
+	rv := reflect.ValueOf(r.Config)
+	for i := 0; i < rv.NumField(); i++ {
+		name, opt, _ := strings.Cut(rv.Type().Field(i).Tag.Get("json"), ",")
+		if name == "-" || name == "" {
+			continue
+		}
+		f := rv.Field(i)
+		switch {
+		case f.Kind() == reflect.Float64 && opt == "omitempty" && f.Float() == 0:
+			// an unset sigma_min / sigma_max: None, written above
+		case f.Kind() == reflect.Float64:
+			m[name] = pyFloat(f.Float())
+		default:
+			m[name] = f.Interface()
+		}
+	}
+	b, err := marshalConfig(m)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Replace(b, []byte(`"-Infinity"`), []byte("-Infinity"), 1), nil
+}
+
+// SetScheduler makes the pipeline directory dir, as Save wrote it, sample with the run's scheduler:
+// scheduler/scheduler_config.json becomes r.ConfigJSON and model_index.json names the class.
+func SetScheduler(dir string, r Run) error {
+	cfg, err := r.ConfigJSON()
+	if err != nil {
+		return err
+	}
+	indexPath := filepath.Join(dir, ModelIndexFile)
+	data, err := os.ReadFile(indexPath)
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	var index map[string]any
+	if err := json.Unmarshal(data, &index); err != nil {
+		return fmt.Errorf("pipeline: %s: %w", indexPath, err)
+	}
+	index["scheduler"] = []string{"diffusers", r.Class.String()}
+	out, err := marshalConfig(index)
+	if err != nil {
+		return err
+	}
+	return writeFiles(dir, []outFile{
+		{"scheduler/" + SchedulerConfigFile, writeBytes(cfg)},
+		{ModelIndexFile, writeBytes(out)},
+	})
+}
+
+// SchedulerJSON returns the pipeline's scheduler_config.json as read (every field, for Choice.Plan to
+// build any class from it), or for a pipeline without one, its DDPMScheduler config.
+func (p *Pipeline) SchedulerJSON() ([]byte, error) {
+	if p.Files.SchedulerConfig != "" {
+		b, err := os.ReadFile(p.Files.SchedulerConfig)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: %w", err)
+		}
+		return b, nil
+	}
+	return p.SchedulerConfig(DDPMScheduler).MarshalJSON()
+}
+
+// DefaultSampler is the sampler that `ddpm sample` uses for the bundled model when neither --scheduler
+// nor --steps is given, on the pure-Go (CPU) backend or on an accelerator. THE PLACE TO SET THE DEFAULT
+// from the quality study (docs/samplers.md; issue 12, item 5): until it is measured, today's DDIM, 10 steps
+// on the CPU (64 images in ~2.5 minutes on 2 cores) and 50 elsewhere.
+func DefaultSampler(cpu bool) Choice {
+	if cpu {
+		return Choice{Class: "ddim", Steps: 10}
+	}
+	return Choice{Class: "ddim", Steps: 50}
 }

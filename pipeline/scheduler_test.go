@@ -55,6 +55,14 @@ func TestParseSchedulerConfig(t *testing.T) {
 		{"thresholding fields ignored when off", `{"thresholding": false, "dynamic_thresholding_ratio": 0.9, "sample_max_value": 3,
 			"rescale_betas_zero_snr": false}`, def},
 		{"predict_epsilon true", `{"predict_epsilon": true}`, def},
+		{"unknown fields ignored, as from_config does", `{"beta_start": 0.001, "skip_prk_steps": true, "zeta": 1}`,
+			with(func(c *SchedulerConfig) { c.Schedule.BetaStart = 0.001 })},
+		{"a DPMSolverMultistepScheduler file", `{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver++",
+			"lambda_min_clipped": -Infinity, "variance_type": null, "solver_order": 2, "timestep_spacing": "linspace"}`,
+			with(func(c *SchedulerConfig) {
+				c.Class = DPMSolverMultistepScheduler
+				c.DDPM.Spacing, c.DDIM.Spacing = schedule.Linspace, schedule.Linspace
+			})},
 		{"predict_epsilon false with prediction_type", `{"predict_epsilon": false, "prediction_type": "sample"}`,
 			with(func(c *SchedulerConfig) { c.DDPM.Prediction, c.DDIM.Prediction = sampler.Sample, sampler.Sample })},
 	} {
@@ -73,7 +81,6 @@ func TestParseSchedulerConfig(t *testing.T) {
 func TestParseSchedulerConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ name, json, want string }{
 		{"not json", `[1]`, "not a JSON object"},
-		{"unknown field", `{"beta_start": 0.001, "skip_prk_steps": true, "zeta": 1}`, "unknown field(s) skip_prk_steps, zeta"},
 		{"thresholding", `{"thresholding": true}`, "thresholding true"},
 		{"rescale", `{"rescale_betas_zero_snr": true}`, "rescale_betas_zero_snr true"},
 		{"learned", `{"variance_type": "learned"}`, `variance_type "learned"`},
@@ -232,5 +239,106 @@ func TestIgnoredFields(t *testing.T) {
 				t.Errorf("ignored field %s has no reason", f.Name)
 			}
 		})
+	}
+}
+
+// TestChoice: each class is built from a DDPMScheduler file with from_config semantics (shared fields
+// carried over, Heun takes clip_sample), the short names, overrides and --karras apply, and what
+// ConfigJSON writes builds the same sampler back, also through SetScheduler and Load.
+func TestChoice(t *testing.T) {
+	file := []byte(`{"_class_name": "DDPMScheduler", "prediction_type": "v_prediction", "timestep_spacing": "trailing",
+		"clip_sample": true, "clip_sample_range": 1.5, "variance_type": "fixed_large", "steps_offset": 1}`)
+	for _, c := range []struct {
+		choice Choice
+		want   any
+		evals  int
+	}{
+		{Choice{Class: "dpmsolver++", Steps: 10}, func() any {
+			d := sampler.DefaultDPMSolver()
+			d.Prediction, d.Spacing, d.StepsOffset = sampler.V, schedule.Trailing, 1
+			return d
+		}(), 10},
+		{Choice{Class: "sde-dpmsolver++", Steps: 10, Karras: true, Overrides: []string{"solver_order=3", "solver_type=heun"}}, func() any {
+			d := sampler.DefaultDPMSolver()
+			d.Prediction, d.Spacing, d.StepsOffset = sampler.V, schedule.Trailing, 1
+			d.Algorithm, d.Karras, d.Order, d.SolverType = sampler.SDEDPMSolverPP, true, 3, sampler.HeunType
+			return d
+		}(), 10},
+		{Choice{Class: "EulerDiscreteScheduler", Steps: 7, Overrides: []string{`timestep_spacing="linspace"`, "final_sigmas_type=sigma_min"}},
+			sampler.Euler{Prediction: sampler.V, Spacing: schedule.Linspace, StepsOffset: 1, FinalSigmas: sampler.FinalSigmaMin}, 7},
+		{Choice{Class: "euler_ancestral", Steps: 5}, sampler.EulerAncestral{Prediction: sampler.V, Spacing: schedule.Trailing, StepsOffset: 1}, 5},
+		{Choice{Class: "heun", Steps: 6}, sampler.Heun{Prediction: sampler.V, ClipSample: true, ClipSampleRange: 1.5, Spacing: schedule.Trailing, StepsOffset: 1}, 11},
+		{Choice{Class: "ddim", Steps: 4, Eta: 0.5}, sampler.DDIM{Prediction: sampler.V, Eta: 0.5, SetAlphaToOne: true, ClipSample: true, ClipSampleRange: 1.5, Spacing: schedule.Trailing, StepsOffset: 1}, 4},
+		{Choice{Steps: 4}, sampler.DDPM{Prediction: sampler.V, Variance: sampler.FixedLarge, ClipSample: true, ClipSampleRange: 1.5, Spacing: schedule.Trailing, StepsOffset: 1}, 4},
+	} {
+		t.Run(c.choice.Class, func(t *testing.T) {
+			r, err := c.choice.Plan(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(r.Config, c.want) || len(r.Plan) != c.evals {
+				t.Fatalf("Plan(%+v) = %+v, %d evaluations\nwant %+v, %d", c.choice, r.Config, len(r.Plan), c.want, c.evals)
+			}
+			cfg, err := r.ConfigJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := Choice{Steps: c.choice.Steps, Eta: c.choice.Eta}.Plan(cfg)
+			if err != nil {
+				t.Fatalf("%s\n: %v", cfg, err)
+			}
+			if !reflect.DeepEqual(back.Config, r.Config) || back.Class != r.Class {
+				t.Fatalf("ConfigJSON\n%s\nbuilds %v %+v; want %v %+v", cfg, back.Class, back.Config, r.Class, r.Config)
+			}
+		})
+	}
+	for _, bad := range []struct {
+		c    Choice
+		want string
+	}{
+		{Choice{Class: "euler_ancestral", Steps: 5, Karras: true}, "no use_karras_sigmas"},
+		{Choice{Class: "pndm", Steps: 5}, "unknown scheduler"},
+		{Choice{Class: "euler", Steps: 5, Overrides: []string{"interpolation_type=log_linear"}}, "not supported"},
+		{Choice{Class: "dpmsolver++", Steps: 5, Overrides: []string{"algorithm_type=dpmsolver"}}, "algorithm_type"},
+		{Choice{Class: "euler", Steps: 5, Overrides: []string{"novalue"}}, "key=value"},
+		{Choice{Class: "euler", Steps: 0}, "inference steps"},
+	} {
+		if _, err := bad.c.Plan(file); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("Plan(%+v) error %v; want one containing %q", bad.c, err, bad.want)
+		}
+	}
+}
+
+// TestSetScheduler: an exported pipeline whose scheduler is switched loads with that class.
+func TestSetScheduler(t *testing.T) {
+	p, err := Load("../models/mnist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := Save(dir, p, "F32"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Choice{Class: "dpmsolver++", Steps: 1, Karras: true}.Plan(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SetScheduler(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	q, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Scheduler != DPMSolverMultistepScheduler {
+		t.Fatalf("loaded scheduler %v; want DPMSolverMultistepScheduler", q.Scheduler)
+	}
+	cfg, err := q.SchedulerJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Choice{Steps: 3}.Plan(cfg)
+	if err != nil || !back.Config.(sampler.DPMSolver).Karras {
+		t.Fatalf("the saved config builds %+v, %v; want Karras DPM-Solver++", back.Config, err)
 	}
 }

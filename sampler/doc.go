@@ -1,6 +1,8 @@
-// Package sampler turns a trained denoiser into samples: the DDPM ancestral step, the DDIM step, the
-// conversions between what a model predicts (eps, x0 or v) and what a step needs, and one Run loop that
-// keeps the whole sampling run on the compute device.
+// Package sampler turns a trained denoiser into samples: the DDPM ancestral step, the DDIM step, the fast
+// samplers of diffusers (DPM-Solver++ and its SDE variant, Euler, Euler ancestral, Heun, Karras sigmas),
+// the conversions between what a model predicts (eps, x0 or v) and what a step needs, and two loops over
+// one plan of steps: Run (and Runner), which keeps the whole sampling run on the compute device, and
+// RunHost, for a denoiser computed outside GoMLX.
 //
 // Papers, in the versions read: Ho et al. 2020, "Denoising Diffusion Probabilistic Models",
 // arXiv:2006.11239v2 (DDPM); Song et al. 2021, "Denoising Diffusion Implicit Models", arXiv:2010.02502v4
@@ -54,6 +56,35 @@
 // The slow references in the tests follow diffusers' order of operations; run in float32 on diffusers'
 // float32 table they reproduce its recorded steps bit for bit, and the coefficient form is checked against
 // them in float64.
+//
+// # The fast samplers
+//
+// DPMSolver, Euler, EulerAncestral and Heun (sigmas.go, dpmsolver.go, euler.go) follow diffusers'
+// DPMSolverMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler and
+// HeunDiscreteScheduler (v0.30-0.40): their timestep lists for each timestep_spacing, their sigmas
+// (sigma_t = sqrt((1 - alphaBar_t)/alphaBar_t), interpolated at the timesteps, or Karras et al. 2022's
+// rho = 7 ramp with use_karras_sigmas), final_sigmas_type, init_noise_sigma and scale_model_input. Each of
+// their steps is linear in x_t, the model output, up to two earlier buffers and the noise, so it is one more
+// row of the same form, widened (Coefficients):
+//
+//	m      = model(In x_t, t)
+//	x0Hat  = clip(A x_t + B m)
+//	x_prev = C x0Hat + D x_t + E m + H1 h1 + H2 h2 + Sigma z
+//	h1', h2' = combinations of (x_t, x0Hat, h1, h2)
+//
+// where h1, h2 carry the previous data predictions of multistep DPM-Solver++ (orders 2 and 3: the divided
+// differences D1, D2 are linear in them) or the sample and data prediction of Heun's first stage into its
+// second. A plan starts from a unit normal x_T: its first step's weights of x_t include init_noise_sigma.
+// One compiled graph thus serves every step of every sampler (the buffers are graph inputs and outputs
+// only when a plan uses them, so DDPM and DDIM compile as before), and RunHost applies the same rows.
+//
+// Left out: thresholding (dynamic thresholding), the noise-prediction algorithms dpmsolver and
+// sde-dpmsolver, use_lu_lambdas, exponential, beta and flow sigmas, Euler's interpolation_type log_linear
+// and timestep_type continuous, Euler's s_churn (its step default 0 is what runs). Where diffusers feeds
+// the model a fractional timestep (Euler and Heun with Karras sigmas or linspace spacing), the model here
+// gets it rounded to the nearest integer: Denoiser takes int32 timesteps. For some step counts numpy's
+// arange makes trailing spacing list one timestep too many, the last -1; as schedule.Timesteps, the n
+// intended ones are kept.
 //
 // # Precision
 //

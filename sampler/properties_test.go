@@ -278,8 +278,12 @@ func TestLastStep(t *testing.T) {
 
 func TestRow(t *testing.T) {
 	k := Coefficients{A: 1, B: 2, C: 3, D: 4, E: 5, Sigma: 6}
-	if r := k.Row(); len(r) != RowSize || r[5] != 6 || !math.IsInf(float64(r[6]), 1) {
-		t.Fatalf("Row() without clipping = %v; want [1 2 3 4 5 6 +Inf]", r)
+	if r := k.Row(); len(r) != RowSize || r[5] != 6 || !math.IsInf(float64(r[6]), 1) || r[7] != 1 {
+		t.Fatalf("Row() without clipping = %v; want [1 2 3 4 5 6 +Inf 1 0...]", r)
+	}
+	k.In, k.H2, k.Save[1][3] = 0.5, 7, 8
+	if r := k.Row(); r[7] != 0.5 || r[9] != 7 || r[RowSize-1] != 8 {
+		t.Fatalf("Row() with In 0.5, H2 7, Save[1][3] 8 = %v", r)
 	}
 	k.Clip = 0.5
 	if r := k.Row(); r[6] != 0.5 {

@@ -1,6 +1,7 @@
 package sampler
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"time"
@@ -36,7 +37,9 @@ type Options struct {
 	// Init, if not nil, is x_T [N,C,H,W] float32. Run does not modify it.
 	Init *tensors.Tensor
 	// Noise, if not nil, is the step noise z [steps,N,C,H,W] float32, in step order, replacing the device RNG
-	// (to compare with a run of diffusers). The noise of steps with Sigma = 0 is unused.
+	// (to compare with a run of diffusers). The noise of steps with Sigma = 0 is unused. It may also hold
+	// only the draws of the steps with Sigma != 0, [k,N,C,H,W] with k their number (diffusers' DDPM draws
+	// no noise at t = 0).
 	Noise *tensors.Tensor
 	// Labels, if not nil, are the class labels [N] given to the denoiser (-1: no label).
 	Labels []int32
@@ -51,9 +54,51 @@ type Options struct {
 	// the per-step overhead, at the price of a larger graph to compile. It is rounded down to a divisor
 	// of the number of steps, so one graph serves every call, and ignored when Record is set.
 	StepsPerCall int
+	// Progress, if not nil, is called after each step call with the steps done so far and the plan's
+	// length (with StepsPerCall k, every k steps). On an asynchronous backend a call may return before
+	// the device has finished it, so the count can run ahead of the device by a few calls.
+	Progress func(done, total int)
+	// Context, if not nil, stops the run before the next step call once it is done (Ctrl-C): Run then
+	// returns its error (context.Canceled or DeadlineExceeded, wrapped). nil means never stop.
+	Context context.Context
 }
 
-func (o *Options) validate(steps int) error {
+// stepNoise returns Options.Noise flat, one draw per step: a compact Noise (draws of the noisy steps only)
+// is spread out, zeros for the silent steps.
+func (o *Options) stepNoise(plan Plan) ([]float32, error) {
+	flat, err := tensors.CopyFlatData[float32](o.Noise)
+	if err != nil {
+		return nil, fmt.Errorf("sampler: run: Options.Noise: %w", err)
+	}
+	draws := o.Noise.Shape().Dimensions[0]
+	if draws == len(plan) {
+		return flat, nil
+	}
+	size := len(flat) / max(draws, 1)
+	full := make([]float32, len(plan)*size)
+	j := 0
+	for i, st := range plan {
+		if st.Coef.Sigma != 0 {
+			copy(full[i*size:(i+1)*size], flat[j*size:(j+1)*size])
+			j++
+		}
+	}
+	return full, nil
+}
+
+// stopped returns the context's error, if any, wrapped with the step at which the run stopped.
+func (o *Options) stopped(i, steps int) error {
+	if o.Context == nil {
+		return nil
+	}
+	if err := o.Context.Err(); err != nil {
+		return fmt.Errorf("sampler: run stopped before step %d of %d: %w", i, steps, err)
+	}
+	return nil
+}
+
+func (o *Options) validate(plan Plan) error {
+	steps := len(plan)
 	if o.N < 1 {
 		return fmt.Errorf("sampler: Options.N is %d; want at least one sample", o.N)
 	}
@@ -68,8 +113,10 @@ func (o *Options) validate(steps int) error {
 	}
 	if o.Noise != nil {
 		want := append([]int{steps}, dims...)
-		if err := o.Noise.Shape().Check(dtypes.Float32, want...); err != nil {
-			return fmt.Errorf("sampler: Options.Noise has shape %s; want float32 %v ([steps,N] + Shape)", o.Noise.Shape(), want)
+		compact := append([]int{plan.noisy()}, dims...)
+		if o.Noise.Shape().Check(dtypes.Float32, want...) != nil && o.Noise.Shape().Check(dtypes.Float32, compact...) != nil {
+			return fmt.Errorf("sampler: Options.Noise has shape %s; want float32 %v ([steps,N] + Shape) or %v (one draw per step with noise)",
+				o.Noise.Shape(), want, compact)
 		}
 	}
 	if o.Labels != nil && len(o.Labels) != o.N {
@@ -94,10 +141,12 @@ func (o *Options) validate(steps int) error {
 // opts.Init is given; the step noise comes from the same device RNG unless opts.Noise is given. The same
 // seed on the same backend gives the same samples; other backends draw other numbers.
 //
-// One graph is compiled for a step, (weights, x_t, coefficient row, t, labels, rng state) ->
-// (x_prev, x0Hat, rng state), and reused for every step: the coefficients and timesteps of all steps are
-// put on the device before the loop, and the buffers of x_t and the rng state are donated, so the loop
-// stays on the device and reads back only the result (and the steps of opts.Record).
+// One graph is compiled for a step, (weights, x_t, coefficient row, t, [h1, h2], labels, rng state) ->
+// (x_prev, x0Hat, [h1, h2], rng state), and reused for every step: the coefficients and timesteps of all
+// steps are put on the device before the loop, and the buffers of x_t, of the saved h1 and h2 (multistep
+// and Heun plans only) and of the rng state are donated, so the loop stays on the device and reads back
+// only the result (and the steps of opts.Record). opts.Progress is called after every call and
+// opts.Context stops the run before the next one.
 func Run(b backends.Backend, m Model, plan Plan, opts Options) (*tensors.Tensor, error) {
 	r, err := NewRunner(b, m)
 	if err != nil {
@@ -130,6 +179,7 @@ type stepKey struct {
 	dims             string // [N,C,H,W]
 	k                int    // steps per call
 	labels, devNoise bool
+	history          bool // whether the plan uses the saved buffers h1, h2 (multistep, Heun)
 }
 
 // RunStats times one Runner.Run on the host clock. A compiled call may return before the device has
@@ -205,11 +255,15 @@ func (r *Runner) stepExec(key stepKey, nw, n int) (*graph.Exec, error) {
 	if e := r.steps[key]; e != nil {
 		return e, nil
 	}
-	m, k, hasLabels, deviceNoise := r.m, key.k, key.labels, key.devNoise
+	m, k, hasLabels, deviceNoise, history := r.m, key.k, key.labels, key.devNoise, key.history
 	e, err := graph.NewExec(r.b, func(in []*graph.Node) []*graph.Node {
 		r.built++
 		w, x, rows, ts := in[:nw], in[nw], in[nw+1], in[nw+2] // rows [k, RowSize], ts [k, N]
 		next := nw + 3
+		var h1, h2 *graph.Node
+		if history {
+			h1, h2, next = in[next], in[next+1], next+2
+		}
 		var y *graph.Node
 		if hasLabels {
 			y, next = in[next], next+1
@@ -220,7 +274,7 @@ func (r *Runner) stepExec(key stepKey, nw, n int) (*graph.Exec, error) {
 		for j := 0; j < k; j++ {
 			t := graph.Reshape(graph.Slice(ts, graph.AxisElem(j), graph.AxisRange()), n)
 			row := graph.Reshape(graph.Slice(rows, graph.AxisElem(j), graph.AxisRange()), RowSize)
-			out := denoise(x, t, y)
+			out := denoise(graphInput(row, x), t, y)
 			if out == nil || !out.Shape().Equal(x.Shape()) {
 				panic(fmt.Errorf("the denoiser returned %v for x_t of shape %s; want float32 of the same shape", shapeOf(out), x.Shape()))
 			}
@@ -230,12 +284,16 @@ func (r *Runner) stepExec(key stepKey, nw, n int) (*graph.Exec, error) {
 			} else {
 				z = graph.Reshape(graph.Slice(rng, graph.AxisElem(j)), x.Shape().Dimensions...)
 			}
-			x, x0Hat = GraphStep(row, x, out, z)
+			x, x0Hat, h1, h2 = GraphAdvance(row, x, out, z, h1, h2)
+		}
+		outs := []*graph.Node{x, x0Hat}
+		if history {
+			outs = append(outs, h1, h2)
 		}
 		if deviceNoise {
-			return []*graph.Node{x, x0Hat, rng}
+			outs = append(outs, rng)
 		}
-		return []*graph.Node{x, x0Hat}
+		return outs
 	})
 	if err != nil {
 		return nil, err
@@ -268,7 +326,7 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 	if len(plan) == 0 {
 		return nil, fmt.Errorf("sampler: empty plan; build one with DDPM.Plan or DDIM.Plan")
 	}
-	if err := opts.validate(len(plan)); err != nil {
+	if err := opts.validate(plan); err != nil {
 		return nil, err
 	}
 	b := r.b
@@ -307,7 +365,8 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 	k := stepsPerCall(opts, len(plan))
 	nw := len(weights)
 	built := r.built
-	step, err := r.stepExec(stepKey{fmt.Sprint(dims), k, hasLabels, deviceNoise}, nw, opts.N)
+	history := plan.history()
+	step, err := r.stepExec(stepKey{fmt.Sprint(dims), k, hasLabels, deviceNoise, history}, nw, opts.N)
 	if err != nil {
 		return nil, fmt.Errorf("sampler: run: %w", err)
 	}
@@ -334,9 +393,9 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 	}
 	var noise []*tensors.Tensor // host-supplied step noise, one [k,N,C,H,W] tensor per call
 	if !deviceNoise {
-		flat, err := tensors.CopyFlatData[float32](opts.Noise)
+		flat, err := opts.stepNoise(plan)
 		if err != nil {
-			return nil, fmt.Errorf("sampler: run: Options.Noise: %w", err)
+			return nil, err
 		}
 		size := k * sampleShape.Size()
 		for c := 0; c < calls; c++ {
@@ -348,10 +407,30 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 	for _, i := range opts.Record {
 		record[i] = true
 	}
-	args := make([]any, 0, nw+5)
+	var h [2]*tensors.Tensor // the saved buffers, zero before the first step
+	if history {
+		for j := range h {
+			h[j] = tensors.FromShape(sampleShape)
+		}
+	}
+	args := make([]any, 0, nw+7)
 	loop := time.Now()
 	for c := 0; c < calls; c++ {
 		i, st := c*k, plan[c*k] // with Record set, k = 1 and call c is step i
+		if err := opts.stopped(i, len(plan)); err != nil {
+			if deviceNoise {
+				rng.FinalizeAll()
+			}
+			if ownXt {
+				xt.FinalizeAll()
+			}
+			for _, hj := range h {
+				if hj != nil {
+					hj.FinalizeAll()
+				}
+			}
+			return nil, err
+		}
 		var xtHost *tensors.Tensor
 		if record[i] {
 			if xtHost, err = xt.LocalClone(); err != nil {
@@ -368,6 +447,15 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 			args = append(args, xt)
 		}
 		args = append(args, rows[c], ts[c])
+		if history {
+			for _, hj := range h {
+				if c == 0 {
+					args = append(args, hj)
+				} else {
+					args = append(args, donate(b, hj))
+				}
+			}
+		}
 		if hasLabels {
 			args = append(args, labels)
 		}
@@ -389,8 +477,12 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 			stats.FirstCall = time.Since(loop)
 		}
 		xt, ownXt = out[0], true
+		rest := out[2:]
+		if history {
+			h[0], h[1], rest = rest[0], rest[1], rest[2:]
+		}
 		if deviceNoise {
-			rng = out[2]
+			rng = rest[0]
 		}
 		if record[i] {
 			x0Host, err := out[1].LocalClone()
@@ -402,10 +494,18 @@ func (r *Runner) Run(plan Plan, opts Options) (result *tensors.Tensor, err error
 		if err := out[1].FinalizeAll(); err != nil {
 			return nil, fmt.Errorf("sampler: run: step %d: %w", i, err)
 		}
+		if opts.Progress != nil {
+			opts.Progress(i+k, len(plan))
+		}
 	}
 	stats.Calls, stats.StepsPerCall, stats.Compiled = calls, k, r.built > built
 	if deviceNoise {
 		rng.FinalizeAll()
+	}
+	for _, hj := range h {
+		if hj != nil {
+			hj.FinalizeAll()
+		}
 	}
 	if err := xt.ToLocal(); err != nil {
 		return nil, fmt.Errorf("sampler: run: reading x_0: %w", err)

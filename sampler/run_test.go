@@ -311,6 +311,8 @@ func TestRunErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A DDPM run of 3 steps that ends at t = 1 > 0, whose last step draws noise.
+	ddpmPlan := Plan{plan[0], plan[1], {T: 1, Coef: Coefficients{C: 1, Sigma: 0.1}}}
 	good := Options{N: 2, Shape: []int{1, 2, 2}}
 	with := func(f func(o *Options)) Options { o := good; f(&o); return o }
 	model := fakeModel{w: 1}
@@ -325,8 +327,11 @@ func TestRunErrors(t *testing.T) {
 		{"no shape", model, plan, with(func(o *Options) { o.Shape = nil }), "Options.Shape"},
 		{"init shape", model, plan, with(func(o *Options) { o.Init = tensors.FromShape(tensors.FromScalar(float32(0)).Shape()) }), "Options.Init"},
 		{"noise shape", model, plan, with(func(o *Options) {
-			o.Noise = tensors.FromFlatDataAndDimensions(make([]float32, 2*2*4), 2, 2, 1, 2, 2)
+			o.Noise = tensors.FromFlatDataAndDimensions(make([]float32, 1*2*4), 1, 2, 1, 2, 2) // 3 or 2 draws allowed
 		}), "Options.Noise"},
+		{"noise without the last step's draw, which adds noise", model, ddpmPlan, with(func(o *Options) {
+			o.Noise = tensors.FromFlatDataAndDimensions(make([]float32, 2*2*4), 2, 2, 1, 2, 2)
+		}), "the last step adds noise"},
 		{"labels", model, plan, with(func(o *Options) { o.Labels = []int32{1} }), "labels"},
 		{"record range", model, plan, with(func(o *Options) { o.Record, o.OnStep = []int{3}, func(int, int, *tensors.Tensor, *tensors.Tensor) {} }), "Record"},
 		{"record without OnStep", model, plan, with(func(o *Options) { o.Record = []int{0} }), "OnStep"},

@@ -62,27 +62,69 @@ func (v Variance) validate() error {
 // Coefficients are the scalars of one sampling step in the form shared by every sampler and prediction type
 // (see the package documentation for their derivation):
 //
+//	m      = model(In x_t, t)                                  (In: diffusers' scale_model_input)
 //	x0Hat  = clip(A x_t + B m)
-//	x_prev = C x0Hat + D x_t + E m + Sigma z
+//	x_prev = C x0Hat + D x_t + E m + H1 h1 + H2 h2 + Sigma z
+//	h1'    = Save[0] . (x_t, x0Hat, h1, h2)
+//	h2'    = Save[1] . (x_t, x0Hat, h1, h2)
 //
-// where m is the model output and z standard normal noise.
+// where z is standard normal noise and h1, h2 are two buffers that a step hands to the next (zero before
+// the first step): the previous data predictions of a multistep solver, the sample and data prediction of
+// Heun's first stage. DDPM and DDIM use neither (H1, H2 and Save zero).
 type Coefficients struct {
 	A, B, C, D, E, Sigma float64
 	// Clip is the clip range r: x0Hat is clamped to [-r, r]. Zero means no clipping.
 	Clip float64
+	// In scales the model's input. The zero value stands for 1.
+	In float64
+	// H1 and H2 weigh the saved buffers in x_prev.
+	H1, H2 float64
+	// Save gives the buffers after the step as combinations of (x_t, x0Hat, h1, h2). The zero value
+	// clears them.
+	Save [2][4]float64
 }
 
 // RowSize is the length of Coefficients.Row.
-const RowSize = 7
+const RowSize = 18
 
-// Row returns the coefficients as the float32 [7] input of GraphStep: A, B, C, D, E, Sigma and the clip range
-// (+Inf when clipping is off).
+// Row returns the coefficients as the float32 [RowSize] input of GraphAdvance: A, B, C, D, E, Sigma, the clip
+// range (+Inf when clipping is off), In (1 for 0), H1, H2, then Save[0] and Save[1].
 func (c Coefficients) Row() []float32 {
 	r := float32(math.Inf(1))
 	if c.Clip > 0 {
 		r = float32(c.Clip)
 	}
-	return []float32{float32(c.A), float32(c.B), float32(c.C), float32(c.D), float32(c.E), float32(c.Sigma), r}
+	row := []float32{float32(c.A), float32(c.B), float32(c.C), float32(c.D), float32(c.E), float32(c.Sigma), r,
+		float32(c.input()), float32(c.H1), float32(c.H2)}
+	for _, s := range c.Save {
+		for _, v := range s {
+			row = append(row, float32(v))
+		}
+	}
+	return row
+}
+
+func (c Coefficients) input() float64 {
+	if c.In == 0 {
+		return 1
+	}
+	return c.In
+}
+
+// history reports whether the step reads or writes the saved buffers.
+func (c Coefficients) history() bool {
+	return c.H1 != 0 || c.H2 != 0 || c.Save != [2][4]float64{}
+}
+
+// scaleInput returns the coefficients of the same step applied to x_t/s: every weight of x_t times s.
+// A plan's first step takes this form so that it starts from a unit normal x_T (init_noise_sigma = s).
+func (c Coefficients) scaleInput(s float64) Coefficients {
+	c.In = c.input() * s
+	c.A *= s
+	c.D *= s
+	c.Save[0][0] *= s
+	c.Save[1][0] *= s
+	return c
 }
 
 // A PlanStep is one step of a sampling run.
@@ -91,55 +133,145 @@ type PlanStep struct {
 	Coef Coefficients // the step from x_t to x_prev
 }
 
-// A Plan is a whole sampling run, in order: from x_T, each step maps x_t to x_prev.
+// A Plan is a whole sampling run, in order: from a unit normal x_T (the first step's coefficients carry
+// the scheduler's init_noise_sigma), each step maps x_t to x_prev. Its length is the number of model
+// evaluations.
 type Plan []PlanStep
 
-// Step applies one step's coefficients on the host, with arithmetic in float64:
-//
-//	x0Hat  = clip(A x_t + B m)
-//	x_prev = C x0Hat + D x_t + E m + Sigma z
-//
-// xt, m and z have the same length; z may be nil, meaning no noise.
+// noisy returns the number of steps that add noise (Sigma != 0).
+func (p Plan) noisy() int {
+	k := 0
+	for _, st := range p {
+		if st.Coef.Sigma != 0 {
+			k++
+		}
+	}
+	return k
+}
+
+// history reports whether any step uses the saved buffers.
+func (p Plan) history() bool {
+	for _, st := range p {
+		if st.Coef.history() {
+			return true
+		}
+	}
+	return false
+}
+
+// Step applies one step's coefficients on the host without saved buffers (DDPM, DDIM), with arithmetic in
+// float64: Advance with h1 = h2 = 0. xt, m and z have the same length; z may be nil, meaning no noise.
 func Step(c Coefficients, xt, m, z []float32) (prev, x0Hat []float32) {
-	mustSameLen("Step", "x_t", "m", len(xt), len(m))
+	prev, x0Hat, _ = Advance(c, xt, m, z, [2][]float32{})
+	return prev, x0Hat
+}
+
+// Advance applies one step's coefficients on the host, with arithmetic in float64 (see Coefficients):
+// it returns x_prev, x0Hat and the buffers for the next step. xt, m, z and the buffers have the same
+// length; z may be nil (no noise), and a nil buffer is zero. The model input In x_t is the caller's.
+func Advance(c Coefficients, xt, m, z []float32, h [2][]float32) (prev, x0Hat []float32, next [2][]float32) {
+	mustSameLen("Advance", "x_t", "m", len(xt), len(m))
 	if z != nil {
-		mustSameLen("Step", "x_t", "z", len(xt), len(z))
+		mustSameLen("Advance", "x_t", "z", len(xt), len(z))
+	}
+	for k := range h {
+		if h[k] != nil {
+			mustSameLen("Advance", "x_t", "a saved buffer", len(xt), len(h[k]))
+		}
 	}
 	prev, x0Hat = make([]float32, len(xt)), make([]float32, len(xt))
+	save := [2]bool{c.Save[0] != [4]float64{}, c.Save[1] != [4]float64{}}
+	for k := range next {
+		if save[k] {
+			next[k] = make([]float32, len(xt))
+		}
+	}
+	at := func(b []float32, i int) float64 {
+		if b == nil {
+			return 0
+		}
+		return float64(b[i])
+	}
 	for i := range xt {
 		x, y := float64(xt[i]), float64(m[i])
 		x0 := c.A*x + c.B*y
 		if c.Clip > 0 {
 			x0 = math.Max(-c.Clip, math.Min(c.Clip, x0))
 		}
+		h1, h2 := at(h[0], i), at(h[1], i)
 		p := c.C*x0 + c.D*x + c.E*y
+		if c.H1 != 0 || c.H2 != 0 {
+			p += c.H1*h1 + c.H2*h2
+		}
 		if z != nil {
 			p += c.Sigma * float64(z[i])
 		}
 		prev[i], x0Hat[i] = float32(p), float32(x0)
+		for k, s := range c.Save {
+			if save[k] {
+				next[k][i] = float32(s[0]*x + s[1]*x0 + s[2]*h1 + s[3]*h2)
+			}
+		}
 	}
+	return prev, x0Hat, next
+}
+
+// ModelInput returns In x_t on the host, the input the model sees at this step (x_t itself when In is 1).
+func (c Coefficients) ModelInput(xt []float32) []float32 {
+	in := c.input()
+	if in == 1 {
+		return xt
+	}
+	out := make([]float32, len(xt))
+	for i, v := range xt {
+		out[i] = float32(in * float64(v))
+	}
+	return out
+}
+
+// GraphStep is Step inside a graph: GraphAdvance without saved buffers.
+func GraphStep(row, xt, m, z *graph.Node) (prev, x0Hat *graph.Node) {
+	prev, x0Hat, _, _ = GraphAdvance(row, xt, m, z, nil, nil)
 	return prev, x0Hat
 }
 
-// GraphStep is Step inside a graph: row is the float32 [7] Coefficients.Row of the step, xt, m and z are
-// float32 tensors of one shape (z nil: no noise). Because the coefficients are an input, one compiled graph
-// serves every step of a run. It returns x_prev and x0Hat, in float32. Like GoMLX ops it panics on bad shapes.
-func GraphStep(row, xt, m, z *graph.Node) (prev, x0Hat *graph.Node) {
+// GraphAdvance is Advance inside a graph: row is the float32 [RowSize] Coefficients.Row of the step, xt, m,
+// z and the buffers h1, h2 float32 tensors of one shape (z nil: no noise; h1 and h2 nil: no buffers, and
+// nil ones returned). Because the coefficients are an input, one compiled graph serves every step of a
+// run. It returns x_prev, x0Hat and the next buffers, in float32. Like GoMLX ops it panics on bad shapes.
+func GraphAdvance(row, xt, m, z, h1, h2 *graph.Node) (prev, x0Hat, h1Next, h2Next *graph.Node) {
 	if row.Rank() != 1 || row.Shape().Dimensions[0] != RowSize {
 		panic(fmt.Errorf("sampler: coefficient row has shape %s; want [%d] from Coefficients.Row", row.Shape(), RowSize))
 	}
 	if !xt.Shape().Equal(m.Shape()) || (z != nil && !xt.Shape().Equal(z.Shape())) {
 		panic(fmt.Errorf("sampler: x_t %s and model output %s (and noise) must have the same shape", xt.Shape(), m.Shape()))
 	}
+	if (h1 == nil) != (h2 == nil) || (h1 != nil && (!xt.Shape().Equal(h1.Shape()) || !xt.Shape().Equal(h2.Shape()))) {
+		panic(fmt.Errorf("sampler: the saved buffers must both be given, of x_t's shape %s, or both be nil", xt.Shape()))
+	}
 	coef := func(k int) *graph.Node { return graph.Reshape(graph.Slice(row, graph.AxisElem(k))) }
 	r := coef(6)
 	x0Hat = graph.Add(graph.Mul(coef(0), xt), graph.Mul(coef(1), m))
 	x0Hat = graph.Min(graph.Max(x0Hat, graph.Neg(r)), r)
 	prev = graph.Add(graph.Add(graph.Mul(coef(2), x0Hat), graph.Mul(coef(3), xt)), graph.Mul(coef(4), m))
+	if h1 != nil {
+		prev = graph.Add(prev, graph.Add(graph.Mul(coef(8), h1), graph.Mul(coef(9), h2)))
+		combo := func(k int) *graph.Node {
+			base := 10 + 4*k
+			s := graph.Add(graph.Mul(coef(base), xt), graph.Mul(coef(base+1), x0Hat))
+			return graph.Add(s, graph.Add(graph.Mul(coef(base+2), h1), graph.Mul(coef(base+3), h2)))
+		}
+		h1Next, h2Next = combo(0), combo(1)
+	}
 	if z != nil {
 		prev = graph.Add(prev, graph.Mul(coef(5), z))
 	}
-	return prev, x0Hat
+	return prev, x0Hat, h1Next, h2Next
+}
+
+// graphInput is In x_t inside a graph, for the row of GraphAdvance.
+func graphInput(row, xt *graph.Node) *graph.Node {
+	return graph.Mul(graph.Reshape(graph.Slice(row, graph.AxisElem(7))), xt)
 }
 
 // checkStep validates a (schedule, n, t) triple shared by both samplers.

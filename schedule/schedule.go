@@ -100,11 +100,18 @@ func Default() Config {
 	return Config{T: 1000, BetaStart: 1e-4, BetaEnd: 0.02, BetaSchedule: Linear}
 }
 
+// MaxT bounds num_train_timesteps: the tables take 24 bytes a timestep, and published models use 1000
+// (Improved DDPM: 4000). A larger T in a config file is an error, not an allocation that exhausts memory.
+const MaxT = 1_000_000
+
 // Validate reports whether c describes a usable schedule: every beta_t must lie in (0, 1) so that
-// alphaBar_t is strictly decreasing in (0, 1).
+// alphaBar_t is strictly decreasing in (0, 1), and T is at most MaxT.
 func (c Config) Validate() error {
 	if c.T < 1 {
 		return fmt.Errorf("schedule: num_train_timesteps is %d; want at least 1 (diffusers' default is 1000)", c.T)
+	}
+	if c.T > MaxT {
+		return fmt.Errorf("schedule: num_train_timesteps is %d, beyond the limit of %d (schedule.MaxT)", c.T, MaxT)
 	}
 	if len(c.TrainedBetas) > 0 {
 		if len(c.TrainedBetas) != c.T {

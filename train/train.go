@@ -158,6 +158,8 @@ type State struct {
 	EMA    *tensors.Tensor
 	M, V   *tensors.Tensor // AdamW first and second moments
 	RNG    *tensors.Tensor // GoMLX RNG state
+
+	copies *deviceCopies // the state on devices 1..n-1 of a Trainer on several devices (shard.go)
 }
 
 // Trainer runs training steps of one model on one backend.
@@ -171,7 +173,8 @@ type Trainer struct {
 	labels *tensors.Tensor // [N] int32, nil if unconditional
 	exec   *graph.Exec
 	T      int
-	engine Engine // nil: the compiled graph
+	engine Engine    // nil: the compiled graph
+	shard  *sharding // nil: one device; see SetDevices (shard.go)
 }
 
 // New prepares training of model on images [N, ...] (model space, float32, flat C order with shape
@@ -308,6 +311,9 @@ func (tr *Trainer) launch(st *State, batches [][]int) (*tensors.Tensor, error) {
 			idx = append(idx, int32(i))
 		}
 	}
+	if tr.shard != nil {
+		return tr.launchSharded(st, idx, len(batches))
+	}
 	args := []any{tr.donate(st.Params), tr.donate(st.M), tr.donate(st.V), tr.donate(st.EMA), tr.donate(st.RNG),
 		int32(st.Step), tensors.FromFlatDataAndDimensions(idx, len(batches), bsz), tr.data, tr.table}
 	if tr.labels != nil {
@@ -401,12 +407,8 @@ func (tr *Trainer) buildStep(in []*graph.Node) []*graph.Node {
 	return []*graph.Node{params, m, v, ema, rng, graph.Concatenate(losses, 0)}
 }
 
-// adamW is torch.optim.AdamW's update at 1-based step n:
-//
-//	p = p (1 - lr wd);  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
-//	p = p - lr (m / (1 - b1^n)) / (sqrt(v / (1 - b2^n)) + eps)
-//
-// on the flat vectors: one fused elementwise update for every weight.
+// adamW is torch.optim.AdamW's update at 1-based step n (nn.AdamW), after clip_grad_norm_ when
+// MaxGradNorm is set, on the flat vectors: one fused elementwise update for every weight.
 func (tr *Trainer) adamW(p, grad, m, v, n *graph.Node) (p2, m2, v2 *graph.Node) {
 	c := tr.cfg
 	g := n.Graph()
@@ -417,16 +419,7 @@ func (tr *Trainer) adamW(p, grad, m, v, n *graph.Node) (p2, m2, v2 *graph.Node) 
 			graph.Div(graph.Scalar(g, dtypes.Float32, c.MaxGradNorm), graph.AddScalar(norm, 1e-6)))
 		grad = graph.Mul(grad, scale)
 	}
-	bc1 := graph.OneMinus(graph.Pow(graph.Scalar(g, dtypes.Float32, c.Beta1), n))
-	bc2 := graph.OneMinus(graph.Pow(graph.Scalar(g, dtypes.Float32, c.Beta2), n))
-	if c.WeightDecay > 0 {
-		p = graph.MulScalar(p, 1-c.LR*c.WeightDecay)
-	}
-	m2 = graph.Add(graph.MulScalar(m, c.Beta1), graph.MulScalar(grad, 1-c.Beta1))
-	v2 = graph.Add(graph.MulScalar(v, c.Beta2), graph.MulScalar(graph.Square(grad), 1-c.Beta2))
-	den := graph.AddScalar(graph.Sqrt(graph.Div(v2, bc2)), c.Eps)
-	p2 = graph.Sub(p, graph.MulScalar(graph.Div(graph.Div(m2, bc1), den), c.LR))
-	return p2, m2, v2
+	return nn.AdamW{LR: c.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay}.Update(p, grad, m, v, n)
 }
 
 // updateEMA: ema = d ema + (1 - d) p, with d = EMADecayAt(n).

@@ -211,6 +211,9 @@ func (c Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("unet: config: %s: %s", field, fmt.Sprintf(format, args...))
 	}
+	if err := c.checkLimits(); err != nil {
+		return err
+	}
 	if c.InChannels <= 0 || c.OutChannels <= 0 {
 		return bad("in_channels/out_channels", "must be positive, got %d/%d", c.InChannels, c.OutChannels)
 	}
@@ -256,8 +259,8 @@ func (c Config) Validate() error {
 	if c.DownsamplePadding < 0 {
 		return bad("downsample_padding", "must be >= 0, got %d", c.DownsamplePadding)
 	}
-	if c.ClassEmbedType != nil {
-		return bad("class_embed_type", "%q is not supported (only null, with num_class_embeds for class labels)", *c.ClassEmbedType)
+	if t := c.ClassEmbedType; t != nil && *t != "timestep" && *t != "identity" {
+		return bad("class_embed_type", "%q is not supported (null with num_class_embeds, \"timestep\" or \"identity\")", *t)
 	}
 	if c.NumClassEmbeds != nil && *c.NumClassEmbeds <= 0 {
 		return bad("num_class_embeds", "must be positive, got %d", *c.NumClassEmbeds)
@@ -325,4 +328,93 @@ func (c Config) Levels() int { return len(c.BlockOutChannels) }
 
 func (c Config) hasAttention(blockType string) bool {
 	return strings.HasPrefix(blockType, "Attn")
+}
+
+// ClassEmbedding is how a UNet2DModel takes class labels (diffusers' class_embed_type and
+// num_class_embeds).
+type ClassEmbedding int
+
+const (
+	// NoClasses: no class embedding; the model is unconditional (class_embed_type and num_class_embeds null).
+	NoClasses ClassEmbedding = iota
+	// Learned: class_embed_type null with num_class_embeds: a table [num_class_embeds, E],
+	// class_embedding.weight, whose row y is added to the time embedding.
+	Learned
+	// Timestep: class_embed_type "timestep": the label goes through the same sinusoidal projection as t
+	// and its own TimestepEmbedding (class_embedding.linear_1, linear_2).
+	Timestep
+	// Identity: class_embed_type "identity": the caller passes the embedding itself, float [N, E].
+	Identity
+)
+
+func (k ClassEmbedding) String() string {
+	return [...]string{"none", "learned (num_class_embeds)", "timestep", "identity"}[k]
+}
+
+// ClassEmbedding says how the config takes class labels. As in diffusers, class_embed_type wins over
+// num_class_embeds.
+func (c Config) ClassEmbedding() ClassEmbedding {
+	switch {
+	case c.ClassEmbedType != nil && *c.ClassEmbedType == "timestep":
+		return Timestep
+	case c.ClassEmbedType != nil && *c.ClassEmbedType == "identity":
+		return Identity
+	case c.NumClassEmbeds != nil:
+		return Learned
+	}
+	return NoClasses
+}
+
+// NullLabel is the label of the unconditional (null) class of classifier-free guidance:
+// num_class_embeds - 1 (a model of 10 classes trained with label dropout has num_class_embeds 11).
+// ok is false when the config does not say (no num_class_embeds: "timestep" models, say); the caller
+// must then be told the null label.
+func (c Config) NullLabel() (label int, ok bool) {
+	k := c.ClassEmbedding()
+	if (k != Learned && k != Timestep) || c.NumClassEmbeds == nil || *c.NumClassEmbeds < 2 {
+		return 0, false
+	}
+	return *c.NumClassEmbeds - 1, true
+}
+
+// CheckLabels reports whether the model takes integer class labels, with an error that says what to
+// do when it does not.
+func (c Config) CheckLabels() error {
+	switch c.ClassEmbedding() {
+	case NoClasses:
+		return fmt.Errorf("unet: this model is unconditional (config.json has no num_class_embeds or class_embed_type): it takes no class labels; train one with `ddpm train --classes`")
+	case Identity:
+		return fmt.Errorf("unet: this model has class_embed_type \"identity\": it takes embedding vectors [N, %d], not class labels", c.timeEmbedDim())
+	}
+	return nil
+}
+
+// Conditional returns c with a learned class embedding (class_embed_type null, num_class_embeds) for
+// `classes` classes and the null class of classifier-free guidance after them: num_class_embeds =
+// classes + 1, null label = classes.
+func (c Config) Conditional(classes int) (Config, error) {
+	if classes < 1 {
+		return c, fmt.Errorf("unet: %d classes: want at least 1", classes)
+	}
+	c.ClassEmbedType = nil
+	c.NumClassEmbeds = ptr(classes + 1)
+	return c, c.Validate()
+}
+
+// GuidanceNull returns the null label for classifier-free guidance, override when >= 0 (ddpm sample
+// --null-label), else NullLabel, and an error when the model takes no labels or the label is unknown.
+func (c Config) GuidanceNull(override int) (int, error) {
+	if err := c.CheckLabels(); err != nil {
+		return 0, err
+	}
+	if override >= 0 {
+		if c.ClassEmbedding() == Learned && override >= *c.NumClassEmbeds {
+			return 0, fmt.Errorf("unet: null label %d is outside the %d class embeddings (num_class_embeds)", override, *c.NumClassEmbeds)
+		}
+		return override, nil
+	}
+	if null, ok := c.NullLabel(); ok {
+		return null, nil
+	}
+	return 0, fmt.Errorf("unet: this model (class_embed_type %q) does not say which label is the null class: give it (--null-label N)", c.ClassEmbedding())
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // Other members of the UNet2DModel family (more levels, several heads, flip_sin_to_cos, padding 1,
-// one channel, scale_shift, class labels, no mid block, ...), against outputs of our PyTorch
+// one channel, scale_shift, class labels of the three embedding types, no mid block, ...), against outputs of our PyTorch
 // re-implementation (bench/unet_torch.py), which itself matches diffusers' fixture to 5e-6
 // (testdata/configs/README.md).
 func TestConfigFamily(t *testing.T) {
@@ -83,7 +83,11 @@ func TestConfigFamily(t *testing.T) {
 			}
 			args = append(args, f32("sample"), i32("timesteps"))
 			if hasLabels {
-				args = append(args, i32("class_labels"))
+				if io.Tensors["class_labels"].DType == checkpoint.F32 {
+					args = append(args, f32("class_labels")) // class_embed_type identity: embeddings [N, E]
+				} else {
+					args = append(args, i32("class_labels"))
+				}
 			}
 			out, err := exec.Exec(args...)
 			if err != nil {
@@ -92,7 +96,9 @@ func TestConfigFamily(t *testing.T) {
 			got := tensors.MustCopyFlatData[float32](out[0])
 			want := tensors.MustCopyFlatData[float32](f32("expected"))
 			// float32 on both sides, sums in other orders: a few 1e-6 (the worst seen is 1.4e-6).
-			if d := maxAbsDiff(got, want); d > 2e-5 {
+			d := maxAbsDiff(got, want)
+			t.Logf("max abs error %.3g", d)
+			if d > 2e-5 {
 				t.Errorf("forward differs from the reference by %.3g, want <= 2e-5", d)
 			}
 		})

@@ -3,7 +3,7 @@
 //
 // The network (Ho et al. 2020, arXiv:2006.11239v2, Appendix B; diffusers' unet_2d.py):
 //
-//	emb  = linear_2(silu(linear_1(sinusoidal(t))))            (+ class_embedding[y])
+//	emb  = linear_2(silu(linear_1(sinusoidal(t))))            (+ the class embedding of y, see classEmbedding)
 //	h    = conv_in(x)
 //	down: per level, layers_per_block x [ResnetBlock2D(h, emb), Attention if Attn*], then a stride-2 conv
 //	mid:  ResnetBlock2D, Attention, ResnetBlock2D
@@ -22,6 +22,7 @@ import (
 	"strconv"
 
 	"github.com/ddpm/ddpm/nn"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 )
 
@@ -105,8 +106,13 @@ func (m *Model) layout() []nn.Spec {
 	te := l.Sub("time_embedding")
 	te.Linear("linear_1", c0, e)
 	te.Linear("linear_2", e, e)
-	if c.NumClassEmbeds != nil {
+	switch c.ClassEmbedding() {
+	case Learned:
 		l.Add("class_embedding.weight", nn.Normal, 0, *c.NumClassEmbeds, e)
+	case Timestep:
+		ce := l.Sub("class_embedding")
+		ce.Linear("linear_1", c0, e)
+		ce.Linear("linear_2", e, e)
 	}
 	groups := *c.NormNumGroups
 	for i, lv := range m.downLevels() {
@@ -178,7 +184,8 @@ func attnSpecs(l nn.SpecList, c, groups int) {
 }
 
 // Forward computes the model output for x [N, in_channels, H, W] at timesteps t ([N] or a scalar;
-// integer or float), with class labels y [N] (nil unless num_class_embeds is set). Weights come from
+// integer or float), with class labels y (nil for an unconditional model; int [N] for num_class_embeds
+// or class_embed_type "timestep", float [N, E] for "identity"). Weights come from
 // w, named as Specs. H and W must be divisible by 2^(levels-1).
 func (m *Model) Forward(w nn.Scope, x, t, y *graph.Node) *graph.Node {
 	c := m.Config
@@ -200,11 +207,8 @@ func (m *Model) Forward(w nn.Scope, x, t, y *graph.Node) *graph.Node {
 	te := w.Sub("time_embedding")
 	emb = nn.Linear(emb, te.Get("linear_1.weight"), te.Get("linear_1.bias"))
 	emb = nn.Linear(nn.SiLU(emb), te.Get("linear_2.weight"), te.Get("linear_2.bias"))
-	if c.NumClassEmbeds != nil {
-		if y == nil {
-			panic(fmt.Errorf("unet: this model has num_class_embeds = %d and needs class labels", *c.NumClassEmbeds))
-		}
-		emb = graph.Add(emb, nn.Embedding(w.Get("class_embedding.weight"), y))
+	if y != nil || c.ClassEmbedding() != NoClasses {
+		emb = graph.Add(emb, m.classEmbedding(w, y, emb.DType()))
 	}
 
 	h := m.conv(w, "conv_in", x, 1, pad1)
@@ -257,6 +261,43 @@ func (m *Model) Forward(w nn.Scope, x, t, y *graph.Node) *graph.Node {
 }
 
 var pad1 = [4]int{1, 1, 1, 1}
+
+// classEmbedding is the class term added to the time embedding (diffusers' UNet2DModel.forward):
+//
+//	Learned:  class_embedding.weight[y]                                y int [N]
+//	Timestep: linear_2(silu(linear_1(sinusoidal(y))))                  y int [N], as t
+//	Identity: y                                                        y float [N, E]
+func (m *Model) classEmbedding(w nn.Scope, y *graph.Node, dt dtypes.DType) *graph.Node {
+	c := m.Config
+	kind := c.ClassEmbedding()
+	if y == nil {
+		panic(fmt.Errorf("unet: this model has a class embedding (%s) and needs class labels", kind))
+	}
+	var e *graph.Node
+	switch kind {
+	case NoClasses:
+		panic(fmt.Errorf("unet: class labels given, but this model has no class embedding (config.json has no num_class_embeds or class_embed_type)"))
+	case Learned:
+		e = nn.Embedding(w.Get("class_embedding.weight"), y)
+	case Timestep:
+		e = nn.TimestepEmbedding(y, c.BlockOutChannels[0], c.FlipSinToCos, c.FreqShift)
+		if e.DType() != dt {
+			e = graph.ConvertDType(e, dt)
+		}
+		ce := w.Sub("class_embedding")
+		e = nn.Linear(e, ce.Get("linear_1.weight"), ce.Get("linear_1.bias"))
+		e = nn.Linear(nn.SiLU(e), ce.Get("linear_2.weight"), ce.Get("linear_2.bias"))
+	case Identity:
+		if d := y.Shape().Dimensions; len(d) != 2 || d[1] != c.timeEmbedDim() {
+			panic(fmt.Errorf("unet: class_embed_type identity takes class embeddings [N, %d], got shape %v", c.timeEmbedDim(), d))
+		}
+		e = y
+	}
+	if e.DType() != dt {
+		e = graph.ConvertDType(e, dt)
+	}
+	return e
+}
 
 func (m *Model) conv(w nn.Scope, name string, x *graph.Node, stride int, pad [4]int) *graph.Node {
 	return nn.Conv2D(x, w.Get(name+".weight"), w.Get(name+".bias"), stride, pad, m.Conv)

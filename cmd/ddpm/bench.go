@@ -48,6 +48,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		random    = fs.Bool("random-weights", false, "sample: a UNet of --preset with random weights and a default DDPM scheduler (for timing)")
 		repeat    = fs.Int("repeat", 1, "sample: run the whole sampling this many times in one process, the later runs with the graphs compiled (reported as repeat_wall_s)")
 		bk        = backendFlag(fs)
+		devices   = fs.Int("devices", 0, devicesUsage)
 	)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -88,6 +89,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		tr, err := train.New(b, tc, m, s, imgs, []int{n, c, h, w}, nil)
 		if err != nil {
+			return err
+		}
+		if res["devices"], err = useDevices(tr, b, info, *devices, tc.BatchSize, stderr); err != nil {
 			return err
 		}
 		st, err := tr.Init(0)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/cpu"
+	"github.com/ddpm/ddpm/sampler"
 	"github.com/ddpm/ddpm/unet"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
@@ -27,7 +28,7 @@ func openEngine(name string, cfg unet.Config, flat *tensors.Tensor, threads int,
 		if explicit {
 			return nil, backend.Info{}, "", err
 		}
-		fmt.Fprintf(stderr, "backend: the CPU engine is not installed (%s for ~20x faster sampling)\n", cpu.Install)
+		fmt.Fprintf(stderr, "backend: the CPU engine needs oneDNN (libdnnl.so.2), which is not installed: %s for ~20x faster sampling\n", cpu.Install)
 		return nil, backend.Info{}, name, nil
 	}
 	if err := cpu.Supports(cfg); err != nil {
@@ -56,7 +57,36 @@ func openEngine(name string, cfg unet.Config, flat *tensors.Tensor, threads int,
 // engineLine says in one line whether the CPU engine can run here, for `ddpm backends`.
 func engineLine() string {
 	if err := cpu.Available(); err != nil {
-		return "onednn (the CPU engine): not installed; " + cpu.Install
+		return "onednn (the CPU engine): oneDNN (libdnnl.so.2) not installed: " + cpu.Install
 	}
 	return fmt.Sprintf("onednn (the CPU engine): oneDNN %s, %d threads", cpu.Version(), cpu.Threads())
+}
+
+// engineSample samples with the UNet of cfg and the flat weights on the CPU engine (training's sample
+// grids when the steps run on it).
+func engineSample(cfg unet.Config, flat *tensors.Tensor, plan sampler.Plan, opts sampler.Options) ([]float32, error) {
+	net, err := cpu.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer net.Close()
+	if err := net.SetWeights(tensors.MustCopyFlatData[float32](flat)); err != nil {
+		return nil, err
+	}
+	return cpu.Sample(net, plan, opts)
+}
+
+// engineDenoiser is the engine's network as a host denoiser, with classifier-free guidance when --class
+// asks for it, by the rules cond's apply gives the GoMLX model.
+// shape is one sample's [C, H, W].
+func engineDenoiser(net *cpu.Net, cond condSampleFlags, uc unet.Config, shape []int) (sampler.HostDenoiser, error) {
+	den := net.Denoiser(shape[1], shape[2])
+	if *cond.class == "" {
+		return den, nil
+	}
+	null, err := uc.GuidanceNull(*cond.null)
+	if err != nil {
+		return nil, fmt.Errorf("sample: --class: %w", err)
+	}
+	return sampler.Guidance{Scale: *cond.guidance, Null: int32(null)}.Host(den), nil
 }

@@ -20,6 +20,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		out    = fs.String("out", "", "the diffusers pipeline directory to write (DDPMPipeline.from_pretrained loads it)")
 		dtype  = fs.String("dtype", "f32", "weight precision: f32, f16 or bf16")
 		online = fs.Bool("online", false, "export the online weights of the last checkpoint instead of the EMA weights")
+		sched  = fs.String("scheduler", "", "write this scheduler's config instead of DDPMScheduler's: dpmsolver++, sde-dpmsolver++, euler, euler_ancestral, heun, ddim or ddpm")
+		karras = fs.Bool("karras", false, "with --scheduler: use_karras_sigmas")
+		set    = stringsFlag(fs, "scheduler-config", "with --scheduler: a setting key=value (repeatable)")
 	)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -47,6 +50,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if err := pipeline.Save(*out, p, dt); err != nil {
 		return err
+	}
+	if *sched != "" {
+		if err := exportScheduler(*out, p, *sched, *karras, *set); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stdout, "wrote %s (%s weights): load it with DDPMPipeline.from_pretrained(%q)\n", *out, dt, *out)
 	return nil
@@ -81,4 +89,18 @@ func loadPipeline(dir string, online bool, stderr io.Writer) (*pipeline.Pipeline
 		}
 	}
 	return p, nil
+}
+
+// exportScheduler rewrites the exported pipeline's scheduler as the chosen class, built from its config
+// with diffusers' from_config semantics.
+func exportScheduler(dir string, p *pipeline.Pipeline, class string, karras bool, settings []string) error {
+	cfg, err := p.SchedulerJSON()
+	if err != nil {
+		return err
+	}
+	r, err := pipeline.Choice{Class: class, Steps: 1, Karras: karras, Overrides: settings}.Plan(cfg)
+	if err != nil {
+		return usagef("export: %v", err)
+	}
+	return pipeline.SetScheduler(dir, r)
 }

@@ -77,7 +77,7 @@ func runFID(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		modelFlag  = fs.String("model", "", "a diffusers pipeline directory or hub name (default: the bundled MNIST model)")
 		imagesArg  = fs.String("images", "", "score these images instead of sampling: FILE.safetensors[#KEY] ([N,C,H,W] float32 in model space [-1, 1], as ddpm sample --out x.safetensors writes; key default \"sample\"), a folder of PNG/JPEG files, or real images DATA:SPLIT[A:B] (as --ref)")
 		n          = fs.Int("n", 5000, "number of samples (with --images: the first N; default all)")
-		samplerArg = fs.String("sampler", "ddpm", "ddpm (ancestral) or ddim")
+		samplerArg = fs.String("sampler", "ddpm", "ddpm (ancestral), ddim, dpmsolver++, sde-dpmsolver++, euler, euler_ancestral or heun")
 		steps      = fs.Int("steps", 0, "sampling steps (default: all T for ddpm, 100 for ddim)")
 		eta        = fs.Float64("eta", 0, "DDIM eta: 0 deterministic, 1 DDPM-like")
 		seed       = fs.Int64("seed", 0, "seed: batch k of --batch samples uses seed S+k (with --batch >= --n, the samples of ddpm sample --seed S)")
@@ -130,8 +130,9 @@ func runFID(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	kind := strings.ToLower(*samplerArg)
-	if kind != "ddpm" && kind != "ddim" {
-		return usagef("fid: --sampler %q: want ddpm or ddim", *samplerArg)
+	var knownKind pipeline.Scheduler
+	if err := knownKind.UnmarshalText([]byte(kind)); err != nil {
+		return usagef("fid: --sampler %q: %v", *samplerArg, err)
 	}
 	tStart := time.Now()
 	res := fidResult{Seed: *seed}
@@ -419,34 +420,23 @@ func newFIDGenerator(ctx context.Context, runDir, modelFlag, kind string, steps 
 		return nil, err
 	}
 	g := &fidGenerator{model: model, src: src, kind: kind, eta: eta}
+	var desc string
 	if steps == 0 {
 		steps = sched.T()
-		if kind == "ddim" {
+		if kind != "ddpm" && kind != "ddpmscheduler" {
 			steps = 100
 		}
 	}
 	g.steps = steps
-	var desc string
-	switch kind {
-	case "ddpm":
-		if err := p.Check(pipeline.DDPMScheduler); err != nil {
-			return nil, err
-		}
-		if g.plan, err = p.DDPM.Plan(sched, steps); err != nil {
-			return nil, err
-		}
-		desc = fmt.Sprintf("DDPM %d steps (variance %s)", steps, p.DDPM.Variance)
-	case "ddim":
-		if err := p.Check(pipeline.DDIMScheduler); err != nil {
-			return nil, err
-		}
-		c := p.DDIM
-		c.Eta = eta
-		if g.plan, err = c.Plan(sched, steps); err != nil {
-			return nil, err
-		}
-		desc = fmt.Sprintf("DDIM %d steps (eta %g)", steps, eta)
+	cfg, err := p.SchedulerJSON()
+	if err != nil {
+		return nil, err
 	}
+	r, err := pipeline.Choice{Class: kind, Steps: steps, Eta: eta}.Plan(cfg)
+	if err != nil {
+		return nil, usagef("fid: %v", err)
+	}
+	g.plan, desc = r.Plan, r.Desc
 	uc := p.UNet.Config
 	h, w := 32, 32
 	if uc.SampleSize != nil {

@@ -238,7 +238,7 @@ func TestFIDBadInput(t *testing.T) {
 	}{
 		{"run and model", []string{"--run", "a", "--model", "b"}, true, "one of --run, --model and --images"},
 		{"bad features", []string{"--images", gray28, "--ref", gray28, "--features", "clip"}, true, "inception or classifier"},
-		{"bad sampler", []string{"--sampler", "euler"}, true, "ddpm or ddim"},
+		{"bad sampler", []string{"--sampler", "pndm"}, true, "unknown scheduler"},
 		{"bad ref", []string{"--images", gray28, "--ref", "mnist:validation"}, true, "DATA:SPLIT"},
 		{"unknown data set", []string{"--images", gray28, "--ref", "cifar10:test"}, true, "unknown data set"},
 		{"empty range", []string{"--images", gray28, "--ref", "mnist:test[5:5]"}, true, "empty"},

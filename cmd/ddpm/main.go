@@ -74,6 +74,7 @@ func init() {
 		"toy":      {"train and sample the 2-D swiss-roll toy", runToy},
 
 		"fid":        {"FID of generated samples or images against a data split (Inception or our classifier)", runFID},
+		"samplers":   {"FID of many samplers and step counts in one process (the quality study); --report writes its tables and plots", runSamplers},
 		"classifier": {"train or evaluate the small CNN that is the fast, offline FID extractor", runClassifier},
 	}
 }

@@ -173,7 +173,7 @@ func TestBadInput(t *testing.T) {
 		{"bad output type", []string{"sample", "--model", src, "--out", "x.jpg"}, true, ".png or .safetensors"},
 		{"run and model", []string{"sample", "--run", "a", "--model", "b"}, true, "not both"},
 		{"missing key", []string{"sample", "--model", src, "--init", filepath.Join(src, "reference_io.safetensors") + "#nope", "--out", filepath.Join(t.TempDir(), "x.png")}, false, "has no tensor \"nope\""},
-		{"bad sampler", []string{"sample", "--model", src, "--sampler", "euler", "--out", filepath.Join(t.TempDir(), "x.png")}, true, "want ddpm or ddim"},
+		{"bad sampler", []string{"sample", "--model", src, "--sampler", "pndm", "--out", filepath.Join(t.TempDir(), "x.png")}, true, "unknown scheduler"},
 		{"train without out", []string{"train"}, true, "--out"},
 		{"bad holdout", []string{"train", "--out", t.TempDir() + "/r", "--holdout", "2"}, true, "--holdout"},
 		{"missing model dir", []string{"sample", "--model", "/nonexistent/dir", "--out", "x.png"}, false, ""},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,8 +12,6 @@ import (
 
 	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/checkpoint"
-	"github.com/ddpm/ddpm/cpu"
-	"github.com/ddpm/ddpm/models"
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
 	"github.com/ddpm/ddpm/sampler"
@@ -49,8 +48,10 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var (
 		runDir     = fs.String("run", "", "a run directory of ddpm train (its EMA weights)")
 		modelFlag  = fs.String("model", "", "a diffusers pipeline directory or a hub name such as google/ddpm-cifar10-32 (default: the bundled MNIST model)")
-		samplerArg = fs.String("sampler", "", "ddpm (ancestral) or ddim (default: the pipeline's scheduler; ddim for the bundled model)")
-		schedArg   = fs.String("scheduler", "", "same as --sampler, in diffusers' words")
+		samplerArg = fs.String("sampler", "", "dpmsolver++, sde-dpmsolver++, euler, euler_ancestral, heun, ddim or ddpm (default: the pipeline's scheduler; see pipeline.DefaultSampler for the bundled model)")
+		schedArg   = fs.String("scheduler", "", "same as --sampler, in diffusers' words (a class name such as DPMSolverMultistepScheduler also works)")
+		karras     = fs.Bool("karras", false, "Karras sigmas (use_karras_sigmas) for dpmsolver++, euler and heun")
+		schedSet   = stringsFlag(fs, "scheduler-config", "a scheduler setting key=value over the pipeline's scheduler_config.json, e.g. solver_order=3 (repeatable)")
 		steps      = fs.Int("steps", 0, "sampling steps (default: all T for ddpm, 50 for ddim, 10 for the bundled model on the pure-Go backend)")
 		eta        = fs.Float64("eta", 0, "DDIM eta: 0 deterministic, 1 DDPM-like")
 		variance   = fs.String("variance", "", "DDPM variance: fixed_large (beta_t) or fixed_small (beta-tilde) (default: the scheduler config's)")
@@ -58,7 +59,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		cols       = fs.Int("cols", 0, "grid columns (default: square)")
 		seed       = fs.Int64("seed", 0, "seed of x_T and the step noise (same seed, same samples on the same backend)")
 		out        = fs.String("out", "samples.png", "output: .png (a grid, clamped to [-1, 1]) or .safetensors (key \"sample\", [N,C,H,W] float32, model space, unclamped)")
-		initArg    = fs.String("init", "", "x_T from FILE.safetensors#KEY ([N,C,H,W] float32) instead of the seed")
+		initArg    = fs.String("init", "", "x_T from FILE.safetensors#KEY ([N,C,H,W] float32, unit normal: the scheduler multiplies it by its init_noise_sigma) instead of the seed")
 		noiseArg   = fs.String("noise", "", "the step noise from FILE.safetensors#KEY ([steps,N,C,H,W], in step order) instead of the seed")
 		trajectory = fs.String("trajectory", "", "also write ~10 frames of the reverse process (x_t and the model's x0 estimate) to this .png or .gif")
 		online     = fs.Bool("online", false, "with --run: use the online weights of the last checkpoint instead of the EMA weights")
@@ -66,6 +67,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		perCall    = fs.Int("steps-per-call", 0, "sampling steps per compiled call (default 1: more steps per call compile longer than they save)")
 		exact      = fs.Bool("exact", false, "float32-exact products and convolutions on GPUs (3 TF32 passes, 3x slower; default: TF32 tensor cores)")
 		bk         = backendFlag(fs)
+		cond       = addCondSampleFlags(fs)
 		threads    = fs.Int("threads", 0, "threads of the CPU engine (default: all cores)")
 	)
 	if err := parse(fs, args); err != nil {
@@ -98,7 +100,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if bundled {
 		var err error
-		if src, err = models.Dir("mnist"); err != nil {
+		if src, err = cond.bundled(); err != nil {
 			return err
 		}
 	}
@@ -124,57 +126,9 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *exact {
 		nn.SetPrecision(nn.Highest)
 	}
-	kind := strings.ToLower(*samplerArg)
-	if kind == "" {
-		kind = "ddpm"
-		if p.DefaultScheduler() == pipeline.DDIMScheduler || bundled {
-			kind = "ddim"
-		}
-	}
-	sched, err := schedule.New(p.Schedule)
+	plan, desc, err := chooseSampler(p, *samplerArg, *steps, *eta, *variance, *karras, *schedSet, bundled, info.Kind == backend.Go || info.Kind == backend.OneDNN)
 	if err != nil {
 		return err
-	}
-	nSteps := *steps
-	if nSteps == 0 {
-		switch {
-		case kind == "ddpm":
-			nSteps = sched.T()
-		case bundled && (info.Kind == backend.Go || info.Kind == backend.OneDNN):
-			nSteps = 10 // 64 images in ~2.5 minutes on 2 cores
-		default:
-			nSteps = 50
-		}
-	}
-	var plan sampler.Plan
-	var desc string
-	switch kind {
-	case "ddpm":
-		if err := p.Check(pipeline.DDPMScheduler); err != nil {
-			return err
-		}
-		c := p.DDPM
-		if *variance != "" {
-			if err := c.Variance.UnmarshalText([]byte(*variance)); err != nil {
-				return usagef("sample: --variance: %v", err)
-			}
-		}
-		if plan, err = c.Plan(sched, nSteps); err != nil {
-			return err
-		}
-		desc = fmt.Sprintf("DDPM, %d steps, variance %s", nSteps, c.Variance)
-	case "ddim":
-		if err := p.Check(pipeline.DDIMScheduler); err != nil {
-			return err
-		}
-		c := p.DDIM
-		c.Eta = *eta
-		if plan, err = c.Plan(sched, nSteps); err != nil {
-			return err
-		}
-		desc = fmt.Sprintf("DDIM, %d steps, eta %g", nSteps, c.Eta)
-	default:
-		return usagef("sample: --sampler %q: want ddpm or ddim", kind)
 	}
 
 	uc := p.UNet.Config
@@ -201,6 +155,16 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
+	guided, classCols, condDesc, err := cond.apply(fs, p.UNet.Config, &opts, model, *cols)
+	if err != nil {
+		return err
+	}
+	if classCols > 0 {
+		*cols = classCols
+	}
+	if condDesc != "" {
+		desc += ", " + condDesc
+	}
 	var frames []viz.Frame
 	if *trajectory != "" {
 		opts.Record = recordSteps(len(plan), 10)
@@ -210,19 +174,22 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stderr, "sampling %d images of %dx%dx%d from %s: %s\n", opts.N, opts.Shape[0], opts.Shape[1], opts.Shape[2], describeSource(src, bundled), desc)
 	start := time.Now()
-	var vals []float32
+	var x *tensors.Tensor
 	if eng != nil {
-		if vals, err = cpu.Sample(eng, plan, opts); err != nil {
+		den, err := engineDenoiser(eng, cond, p.UNet.Config, opts.Shape)
+		if err != nil {
+			return err
+		}
+		if x, err = sampler.RunHost(den, plan, opts); err != nil {
 			return err
 		}
 	} else {
-		runner, err := sampler.NewRunner(b, model)
+		runner, err := sampler.NewRunner(b, guided)
 		if err != nil {
 			return err
 		}
 		defer runner.Finalize()
-		x, err := runner.Run(plan, opts)
-		if err != nil {
+		if x, err = runner.Run(plan, opts); err != nil {
 			return err
 		}
 		if info.Kind != backend.Go {
@@ -230,8 +197,8 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			fmt.Fprintf(stderr, "first call (compile + %d steps): %.1fs%s; then %.2f ms per step\n", st.StepsPerCall,
 				(st.Draw + st.FirstCall).Seconds(), compileNote(info), st.SteadyStep().Seconds()*1000)
 		}
-		vals = tensors.MustCopyFlatData[float32](x)
 	}
+	vals := tensors.MustCopyFlatData[float32](x)
 	el := time.Since(start)
 	if err := writeSamples(*out, vals, opts.N, opts.Shape, *cols, *scale); err != nil {
 		return err
@@ -246,6 +213,57 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "wrote %s (%d samples, %s, %.1fs on %s)\n", *out, opts.N, desc, el.Seconds(), info.Kind)
 	return nil
 }
+
+// chooseSampler builds the sampling plan the flags ask for (pipeline.Choice: the scheduler class built from
+// the pipeline's scheduler_config.json as diffusers' from_config does), or the default one.
+func chooseSampler(p *pipeline.Pipeline, class string, steps int, eta float64, variance string, karras bool, settings []string, bundled, cpu bool) (sampler.Plan, string, error) {
+	cfg, err := p.SchedulerJSON()
+	if err != nil {
+		return nil, "", err
+	}
+	c := pipeline.Choice{Class: class, Steps: steps, Eta: eta, Karras: karras, Overrides: settings}
+	if class == "" {
+		switch {
+		case bundled:
+			def := pipeline.DefaultSampler(cpu)
+			c.Class = def.Class
+			if steps == 0 {
+				c = def
+				c.Eta, c.Karras, c.Overrides = eta, karras, settings
+			}
+		case p.DefaultScheduler() == pipeline.DDIMScheduler:
+			c.Class = "ddim"
+		default:
+			c.Class = p.DefaultScheduler().String()
+		}
+	}
+	if variance != "" {
+		c.Overrides = append(c.Overrides, "variance_type="+variance)
+	}
+	if c.Steps == 0 {
+		c.Steps = 50 // diffusers pipelines' default; all T for DDPM
+		if cls := strings.ToLower(c.Class); cls == "ddpm" || cls == "ddpmscheduler" {
+			c.Steps = p.Schedule.T
+		}
+	}
+	r, err := c.Plan(cfg)
+	if err != nil {
+		return nil, "", usagef("sample: %v", err)
+	}
+	return r.Plan, r.Desc, nil
+}
+
+// stringsFlag is a repeatable string flag.
+func stringsFlag(fs *flag.FlagSet, name, usage string) *[]string {
+	var v stringList
+	fs.Var(&v, name, usage)
+	return (*[]string)(&v)
+}
+
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, " ") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // stepsPerCall is the default number of steps per compiled call, of sampling and of training, on
 // every backend. Measured on an H200: DDPM-1000 of 64 MNIST images took 4.9 s with one step per call,
@@ -350,7 +368,8 @@ func writeTrajectory(path string, frames []viz.Frame, n int, shape []int) error 
 	return viz.WritePNG(path, img)
 }
 
-// sampleGrid writes an 8x8 grid of EMA samples with DDIM (fixed seed, so grids compare across epochs).
+// sampleGrid writes an 8x8 grid of EMA samples with DDIM (fixed seed, so grids compare across epochs);
+// for a class-conditional model one row of 8 per class, of the plain conditional model (guidance 1).
 func sampleGrid(b backends.Backend, kind backend.Kind, model *unet.Model, ema *tensors.Tensor, sched *schedule.Schedule, rc runConfig, path string) error {
 	c := sampler.DefaultDDIM()
 	c.Prediction = rc.Train.Prediction
@@ -360,11 +379,23 @@ func sampleGrid(b backends.Backend, kind backend.Kind, model *unet.Model, ema *t
 	}
 	uc := model.Config
 	shape := []int{uc.InChannels, uc.SampleSize[0], uc.SampleSize[1]}
-	x, err := sampler.Run(b, unetModel{model, ema}, plan, sampler.Options{N: 64, Shape: shape, Seed: 1, StepsPerCall: stepsPerCall})
+	n, labels, err := gridClasses(uc)
 	if err != nil {
 		return err
 	}
-	return writeSamples(path, tensors.MustCopyFlatData[float32](x), 64, shape, 8, 2)
+	opts := sampler.Options{N: n, Shape: shape, Seed: 1, StepsPerCall: stepsPerCall, Labels: labels}
+	if kind == backend.OneDNN {
+		vals, err := engineSample(model.Config, ema, plan, opts)
+		if err != nil {
+			return err
+		}
+		return writeSamples(path, vals, n, shape, 8, 2)
+	}
+	x, err := sampler.Run(b, unetModel{model, ema}, plan, opts)
+	if err != nil {
+		return err
+	}
+	return writeSamples(path, tensors.MustCopyFlatData[float32](x), n, shape, 8, 2)
 }
 
 // writePipeline writes the run directory's diffusers files (model_index.json, unet/, scheduler/) with

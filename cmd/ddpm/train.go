@@ -47,6 +47,7 @@ type runConfig struct {
 	KeepCkpts    int              `json:"keep_checkpoints"`
 	LogEvery     int              `json:"log_every_steps"`
 	DDPMVariance sampler.Variance `json:"ddpm_variance"`
+	Devices      int              `json:"-"` // --devices: of this process, not of the run
 }
 
 const (
@@ -58,6 +59,7 @@ const (
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", "--data mnist --out runs/mnist [flags]", stderr)
 	def := train.Default()
+	devices := fs.Int("devices", 0, devicesUsage) // data parallel (devices.go)
 	var (
 		dataName    = fs.String("data", "mnist", "dataset: "+strings.Join(data.Names(), ", "))
 		dataDir     = fs.String("data-dir", "", "directory holding the dataset's idx .gz files (default: cache, Go module, download)")
@@ -88,6 +90,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		precision   = fs.String("precision", "fp32", "compute precision: fp32, or bf16 (bfloat16 compute, float32 master weights and EMA)")
 		variance    = fs.String("ddpm-variance", "fixed_large", "the DDPM sampler's variance in the saved scheduler: fixed_large (beta_t) or fixed_small (beta-tilde)")
 		bk          = backendFlag(fs)
+		cond        = addCondTrainFlags(fs)
 		threads     = fs.Int("threads", 0, "threads of the CPU engine (default: all cores)")
 	)
 	if err := parse(fs, args); err != nil {
@@ -121,7 +124,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				rc.Epochs = *epochs
 			case "max-steps":
 				rc.MaxSteps = *maxSteps
-			case "backend", "resume", "data-dir", "threads":
+			case "backend", "resume", "data-dir", "devices", "threads":
 			case "steps-per-call":
 				rc.Train.StepsPerCall = *perCall
 			case "checkpoint-every":
@@ -174,6 +177,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
+		if err := cond.apply(fs, *dataName, &rc.Train, &uc); err != nil {
+			return err
+		}
 		if rc.UNet, err = json.Marshal(uc); err != nil {
 			return err
 		}
@@ -181,6 +187,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := rc.validate(); err != nil {
 		return err
 	}
+	rc.Devices = *devices
 	return trainRun(ctx, dir, rc, *bk, *resume != "", stdout, stderr)
 }
 
@@ -264,16 +271,22 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 	if cfg.StepsPerCall == 0 {
 		cfg.StepsPerCall = stepsPerCall
 	}
-	tr, err := train.New(b, cfg, model, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, nil)
+	labels, err := trainLabels(cfg, uc, ds)
+	if err != nil {
+		return err
+	}
+	tr, err := train.New(b, cfg, model, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, labels)
 	if err != nil {
 		return err
 	}
 	if onEngine {
 		var closeEngine func()
-		if info, closeEngine, err = attachTrainEngine(tr, b, cfg, uc, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, nil, stderr); err != nil {
+		if info, closeEngine, err = attachTrainEngine(tr, b, cfg, uc, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, labels, stderr); err != nil {
 			return err
 		}
 		defer closeEngine()
+	} else if _, err := useDevices(tr, b, info, rc.Devices, cfg.BatchSize, stderr); err != nil {
+		return err
 	}
 	perEpoch := int64(ds.Len() / cfg.BatchSize)
 	total := int64(rc.Epochs) * perEpoch

@@ -11,7 +11,7 @@ import (
 
 	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/checkpoint"
-	"github.com/ddpm/ddpm/internal/shared"
+	"github.com/ddpm/ddpm/models"
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
 	"github.com/ddpm/ddpm/sampler"
@@ -35,8 +35,8 @@ const (
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("verify", "[--fixture DIR] [--backend B]", stderr)
-	fixture := fs.String("fixture", filepath.Join(shared.Dir(), "diffusers", "tiny-ddpm-cifar10"),
-		"a diffusers pipeline directory with reference_io.safetensors (the tiny-ddpm-cifar10 fixture of ../shared/testdata)")
+	fixture := fs.String("fixture", "",
+		"a diffusers pipeline directory with reference_io.safetensors, such as ../shared/testdata/diffusers/tiny-ddpm-cifar10 (default: the copy of it bundled in the binary, safetensors weights only)")
 	exact := fs.Bool("exact", true, "float32-exact products and convolutions on GPUs (3 TF32 passes); false shows what TF32 gives, without pass/fail")
 	bk := backendFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -49,6 +49,11 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *exact {
 		nn.SetPrecision(nn.Highest)
 		defer nn.SetPrecision(nn.Default)
+	}
+	if *fixture == "" {
+		if *fixture, err = models.Dir("tiny-ddpm-cifar10"); err != nil {
+			return fmt.Errorf("verify: the bundled reference: %w (or pass --fixture DIR, the tiny-ddpm-cifar10 directory of ../shared/testdata/diffusers)", err)
+		}
 	}
 	results, err := verify(b, *fixture)
 	if err != nil {

@@ -1,8 +1,10 @@
 // Package shared holds what tests share: the reference fixtures of ../shared/testdata and the
-// backend they run on.
+// backend they run on. Only _test files import it (it imports testing and finds the fixtures from its
+// own source path); TestBinaryLinksNoTesting checks that the ddpm binary does not.
 package shared
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -25,18 +27,34 @@ func Dir() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "testdata")
 }
 
-// Path returns the path of a fixture under Dir. When it does not exist the test fails if $CI is set
-// (CI must run every check) and is skipped otherwise.
+// Path returns the path of a fixture under Dir. When it does not exist the test fails if $CI or
+// $DDPM_SHARED_TESTDATA is set (CI must run every check; a directory given by name must hold the
+// fixtures), and is skipped only when neither is set and ../shared is not beside the repository.
 func Path(t testing.TB, rel string) string {
 	t.Helper()
 	p := filepath.Join(Dir(), rel)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("fixture %s missing (set %s): %v", p, EnvVar, err)
-		}
+	if err := check(p); err != nil {
+		t.Fatal(err)
+	} else if _, err := os.Stat(p); err != nil {
 		t.Skipf("fixture %s missing (set %s to ../shared/testdata)", p, EnvVar)
 	}
 	return p
+}
+
+// check returns the error a test must fail with when the fixture p is missing and $CI or
+// $DDPM_SHARED_TESTDATA is set; nil when p exists, or when neither is set (a skip).
+func check(p string) error {
+	_, err := os.Stat(p)
+	if err == nil {
+		return nil
+	}
+	switch {
+	case os.Getenv(EnvVar) != "":
+		return fmt.Errorf("fixture %s missing: %s=%s does not hold it (%v)", p, EnvVar, os.Getenv(EnvVar), err)
+	case os.Getenv("CI") != "":
+		return fmt.Errorf("fixture %s missing, and CI must run every check: set %s (%v)", p, EnvVar, err)
+	}
+	return nil
 }
 
 // GoBackend returns GoMLX's pure-Go backend, the one tests run on.

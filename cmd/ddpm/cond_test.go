@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/json"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ddpm/ddpm/checkpoint"
+	"github.com/ddpm/ddpm/internal/shared"
+)
+
+// ddpm sample --class reproduces diffusers' guided DDPM-20 run (scale 3, labels 1 and 8) from its x_T
+// and its 19 step draws.
+func TestSampleGuidedReproducesDiffusers(t *testing.T) {
+	dir := shared.Path(t, "diffusers/tiny-cond-gray-16")
+	ref := filepath.Join(dir, "reference_io.safetensors")
+	out := filepath.Join(t.TempDir(), "x0.safetensors")
+	if _, stderr, err := ddpm(t, "sample", "--model", dir, "--scheduler", "ddpm", "--steps", "20",
+		"--class", "1,8", "--guidance", "3", "--init", ref+"#guided_ddpm20/x_T", "--noise", ref+"#guided_ddpm20/noise",
+		"--out", out); err != nil {
+		t.Fatalf("sample: %v\n%s", err, stderr)
+	}
+	got := readF32(t, out, "sample")
+	want := readF32(t, ref, "guided_ddpm20/x_0")
+	if len(got) != len(want) {
+		t.Fatalf("%d values; want %d", len(got), len(want))
+	}
+	for i := range got {
+		// float32 in another summation order through 20 steps (sampler's golden test: 7.8e-6).
+		if d := math.Abs(float64(got[i] - want[i])); d > 1e-4 {
+			t.Fatalf("sample[%d] = %g; diffusers %g", i, got[i], want[i])
+		}
+	}
+}
+
+func readF32(t *testing.T, path, key string) []float32 {
+	t.Helper()
+	f, err := checkpoint.ReadSafetensors(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := f.Tensors[key].Float32()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Train a tiny class-conditional UNet for 2 steps: the run's configs say so, the grid has one row per
+// class, resume cannot change the label dropout, and the run samples one class, a list and all classes.
+func TestTrainConditionalAndSample(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "unet.json")
+	os.WriteFile(cfg, []byte(tinyUNet), 0o644)
+	dir := filepath.Join(t.TempDir(), "run")
+	if _, stderr, err := ddpm(t, "train", "--data", "mnist", "--classes", "--p-uncond", "0.2", "--out", dir,
+		"--unet-config", cfg, "--batch", "4", "--max-steps", "2", "--sample-steps", "1"); err != nil {
+		t.Fatalf("train: %v\n%s", err, stderr)
+	}
+	var uc struct {
+		NumClassEmbeds *int    `json:"num_class_embeds"`
+		ClassEmbedType *string `json:"class_embed_type"`
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "unet", "config.json"))
+	if err := json.Unmarshal(b, &uc); err != nil || uc.NumClassEmbeds == nil || *uc.NumClassEmbeds != 11 || uc.ClassEmbedType != nil {
+		t.Errorf("unet/config.json: num_class_embeds %v, class_embed_type %v (%v); want 11 and null", uc.NumClassEmbeds, uc.ClassEmbedType, err)
+	}
+	var rc runConfig
+	b, _ = os.ReadFile(filepath.Join(dir, runConfigFile))
+	if err := json.Unmarshal(b, &rc); err != nil || rc.Train.NumClasses != 10 || rc.Train.ClassDropout != 0.2 {
+		t.Errorf("train.json: num_classes %d, class_dropout %g (%v); want 10 and 0.2", rc.Train.NumClasses, rc.Train.ClassDropout, err)
+	}
+	if w, h := pngSize(t, filepath.Join(dir, "samples", "final.png")); h <= w {
+		t.Errorf("the grid is %dx%d; want 10 rows of 8 (taller than wide)", w, h)
+	}
+	if _, _, err := ddpm(t, "train", "--resume", dir, "--p-uncond", "0.5"); !isUsage(err) {
+		t.Errorf("changing --p-uncond on resume: err = %v; want a usage error", err)
+	}
+
+	common := []string{"sample", "--run", dir, "--sampler", "ddim", "--steps", "2", "--guidance", "2"}
+	for _, c := range []struct {
+		class string
+		extra []string
+		n     int
+	}{
+		{"3", []string{"--n", "2"}, 2},
+		{"0,9,10", nil, 3},
+		{"all", []string{"--cols", "1"}, 10},
+	} {
+		out := filepath.Join(t.TempDir(), "x.safetensors")
+		args := append(append(append([]string{}, common...), "--class", c.class, "--out", out), c.extra...)
+		if _, stderr, err := ddpm(t, args...); err != nil {
+			t.Fatalf("sample --class %s: %v\n%s", c.class, err, stderr)
+		}
+		if got := len(readF32(t, out, "sample")); got != c.n*28*28 {
+			t.Errorf("sample --class %s: %d values; want %d samples", c.class, got, c.n)
+		}
+	}
+	for _, bad := range [][]string{{"--class", "11"}, {"--class", "1,2", "--n", "3"}} {
+		if _, _, err := ddpm(t, append(append([]string{}, common...), bad...)...); !isUsage(err) {
+			t.Errorf("sample %v: err = %v; want a usage error", bad, err)
+		}
+	}
+}
+
+func pngSize(t *testing.T, path string) (w, h int) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := png.DecodeConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Width, c.Height
+}
+
+func TestCondFlagErrors(t *testing.T) {
+	uncond := shared.Path(t, "diffusers/tiny-ddpm-cifar10")
+	for _, c := range []struct {
+		name  string
+		args  []string
+		usage bool
+		want  string
+	}{
+		{"unconditional model", []string{"sample", "--model", uncond, "--class", "3", "--steps", "1", "--scheduler", "ddim"}, false, "unconditional"},
+		{"guidance without class", []string{"sample", "--model", uncond, "--guidance", "2"}, true, "--class"},
+		{"null label without class", []string{"sample", "--model", uncond, "--null-label", "2"}, true, "--class"},
+		{"p-uncond without classes", []string{"train", "--data", "mnist", "--out", filepath.Join(t.TempDir(), "r"), "--p-uncond", "0.2"}, true, "--classes"},
+		{"p-uncond out of range", []string{"train", "--data", "mnist", "--out", filepath.Join(t.TempDir(), "r"), "--classes", "--p-uncond", "1"}, true, "class_dropout"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := ddpm(t, c.args...)
+			if err == nil || !strings.Contains(err.Error(), c.want) || isUsage(err) != c.usage {
+				t.Errorf("err = %v (usage %v); want one containing %q (usage %v)", err, isUsage(err), c.want, c.usage)
+			}
+		})
+	}
+}
