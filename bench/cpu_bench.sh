@@ -43,13 +43,16 @@ timed() {
 	fi
 }
 
+# col K FILE: the median of column K of FILE's numbers ("-" when there are none).
+col() { { [ -f "$2" ] && cut -d' ' -f"$1" <"$2" | grep -v -- '^-$' || true; } | median; }
+
 # row NAME THREADS FILE_TORCH FILE_OURS: one table row from two files of "wall cpu" lines.
 rows=()
 row() {
 	local tw tc ow oc
-	tw=$(cut -d' ' -f1 <"$3" | median); tc=$(cut -d' ' -f2 <"$3" | median)
-	ow=$(cut -d' ' -f1 <"$4" 2>/dev/null | grep -v -- - | median); oc=$(cut -d' ' -f2 <"$4" 2>/dev/null | grep -v -- - | median)
+	tw=$(col 1 "$3"); tc=$(col 2 "$3"); ow=$(col 1 "$4"); oc=$(col 2 "$4")
 	rows+=("$1|$2|$tw|$ow|$tc|$oc")
+	echo "cpu_bench: $1, $2 threads: PyTorch $tw (CPU $tc), ddpm $ow (CPU $oc)" >&2
 }
 
 for th in 1 "$CORES"; do

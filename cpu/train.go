@@ -141,12 +141,13 @@ func (tr *Trainer) step(st *train.State, batch []int) (float32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("cpu: drawing the noise: %w", err)
 	}
-	st.RNG.FinalizeAll()
-	st.RNG = out[0]
+	// Everything comes back to the host as fresh tensors: the backend's buffers are released here, and
+	// the old RNG tensor is left to its owner.
+	st.RNG = tensors.FromFlatDataAndDimensions(tensors.MustCopyFlatData[uint64](out[0]), out[0].Shape().Dimensions...)
 	t := tensors.MustCopyFlatData[int32](out[1])
 	eps := tensors.MustCopyFlatData[float32](out[2])
 	u := tensors.MustCopyFlatData[float32](out[3])
-	for _, o := range out[1:] {
+	for _, o := range out {
 		o.FinalizeAll()
 	}
 	var y []int32
