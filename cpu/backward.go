@@ -53,9 +53,9 @@ type Grad struct {
 	// ("name bwd").
 	Profile map[string]time.Duration
 
-	x, tf, yl *act // the input [N,H,W,Cin], timesteps as float32 [N], labels as float32 [N]
-	out       *act // the model output [N,H,W,Cout]
-	labels    []int32
+	x, tf  *act // the input [N,H,W,Cin] and the timesteps as float32 [N]
+	out    *act // the model output [N,H,W,Cout]
+	labels []int32
 }
 
 // gradStep is one layer: its forward and backward halves.

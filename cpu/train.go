@@ -141,12 +141,13 @@ func (tr *Trainer) step(st *train.State, batch []int) (float32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("cpu: drawing the noise: %w", err)
 	}
-	st.RNG.FinalizeAll()
-	st.RNG = out[0]
+	// Everything comes back to the host as fresh tensors: the backend's buffers are released here, and
+	// the old RNG tensor is left to its owner.
+	st.RNG = tensors.FromFlatDataAndDimensions(tensors.MustCopyFlatData[uint64](out[0]), out[0].Shape().Dimensions...)
 	t := tensors.MustCopyFlatData[int32](out[1])
 	eps := tensors.MustCopyFlatData[float32](out[2])
 	u := tensors.MustCopyFlatData[float32](out[3])
-	for _, o := range out[1:] {
+	for _, o := range out {
 		o.FinalizeAll()
 	}
 	var y []int32
@@ -181,8 +182,9 @@ func (tr *Trainer) step(st *train.State, batch []int) (float32, error) {
 	c0 := tr.cfg
 	opt := AdamWConfig{LR: c0.LR, Beta1: c0.Beta1, Beta2: c0.Beta2, Eps: c0.Eps, WeightDecay: c0.WeightDecay, MaxGradNorm: c0.MaxGradNorm}
 	p, grad := tr.g.Weights(), tr.g.Gradient()
+	// The optimizer's loops run on the engine thread, in its team of threads, like every C call.
 	err = tensors.MutableFlatData(st.M, func(m []float32) {
-		err = tensors.MutableFlatData(st.V, func(v []float32) { AdamW(opt, p, m, v, grad, st.Step) })
+		err = tensors.MutableFlatData(st.V, func(v []float32) { do(func() { AdamW(opt, p, m, v, grad, st.Step) }) })
 	})
 	if err != nil {
 		return 0, fmt.Errorf("cpu: %w", err)
@@ -191,7 +193,7 @@ func (tr *Trainer) step(st *train.State, batch []int) (float32, error) {
 		return 0, err
 	}
 	d := emaDecay(tr.cfg, st.Step)
-	if err := tensors.MutableFlatData(st.EMA, func(ema []float32) { EMA(ema, p, float64(d)) }); err != nil {
+	if err := tensors.MutableFlatData(st.EMA, func(ema []float32) { do(func() { EMA(ema, p, float64(d)) }) }); err != nil {
 		return 0, fmt.Errorf("cpu: %w", err)
 	}
 	return float32(loss), nil

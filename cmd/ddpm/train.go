@@ -91,12 +91,18 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		variance    = fs.String("ddpm-variance", "fixed_large", "the DDPM sampler's variance in the saved scheduler: fixed_large (beta_t) or fixed_small (beta-tilde)")
 		bk          = backendFlag(fs)
 		cond        = addCondTrainFlags(fs)
+		threads     = fs.Int("threads", 0, "threads of the CPU engine (default: all cores)")
 	)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["threads"] {
+		if err := setEngineThreads(*threads); err != nil {
+			return err
+		}
+	}
 
 	var rc runConfig
 	var dir string
@@ -118,7 +124,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				rc.Epochs = *epochs
 			case "max-steps":
 				rc.MaxSteps = *maxSteps
-			case "backend", "resume", "data-dir", "devices":
+			case "backend", "resume", "data-dir", "devices", "threads":
 			case "steps-per-call":
 				rc.Train.StepsPerCall = *perCall
 			case "checkpoint-every":
@@ -253,6 +259,10 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 	if uc.InChannels != ds.C || (uc.SampleSize != nil && (uc.SampleSize[0] != ds.H || uc.SampleSize[1] != ds.W)) {
 		return fmt.Errorf("train: the UNet takes %d channels at %v, the data is %dx%dx%d", uc.InChannels, uc.SampleSize, ds.C, ds.H, ds.W)
 	}
+	onEngine, backendName, err := trainOnEngine(backendName, uc, rc.Train, stderr)
+	if err != nil {
+		return err
+	}
 	b, info, err := openBackend(backendName, stderr)
 	if err != nil {
 		return err
@@ -269,7 +279,13 @@ func trainRun(ctx context.Context, dir string, rc runConfig, backendName string,
 	if err != nil {
 		return err
 	}
-	if _, err := useDevices(tr, b, info, rc.Devices, cfg.BatchSize, stderr); err != nil {
+	if onEngine {
+		var closeEngine func()
+		if info, closeEngine, err = attachTrainEngine(tr, b, cfg, uc, sched, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, labels, stderr); err != nil {
+			return err
+		}
+		defer closeEngine()
+	} else if _, err := useDevices(tr, b, info, rc.Devices, cfg.BatchSize, stderr); err != nil {
 		return err
 	}
 	perEpoch := int64(ds.Len() / cfg.BatchSize)
