@@ -75,10 +75,10 @@ type MLP struct {
 	InputScale float64    `json:"input_scale"` // x_t is multiplied by this before the first layer
 }
 
-// DefaultMLP is the lesson's network, a 16-D time embedding and two hidden layers of 128, with SiLU
+// DefaultMLP is the lesson's network with one more hidden layer: a 16-D time embedding and three hidden layers of 128, with SiLU
 // and x_t scaled by 20 (see MLP).
 func DefaultMLP() MLP {
-	return MLP{Layers: 2, Hidden: 128, EmbedDim: 16, Activation: SiLU, InputScale: 20}
+	return MLP{Layers: 3, Hidden: 128, EmbedDim: 16, Activation: SiLU, InputScale: 20}
 }
 
 // Validate names the first field out of range.

@@ -88,7 +88,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no layers", func(c *Config) { c.MLP.Layers = 0 }, "layers = 0"},
 		{"odd embedding", func(c *Config) { c.MLP.EmbedDim = 15 }, "embed_dim = 15"},
 		{"zero input scale", func(c *Config) { c.MLP.InputScale = 0 }, "input_scale = 0"},
-		{"bad schedule", func(c *Config) { c.Schedule.BetaEnd = 2 }, "beta_end"},
+		{"bad schedule", func(c *Config) { c.Schedule.T = 0 }, "num_train_timesteps"},
 		{"bad lr", func(c *Config) { c.Train.LR = 0 }, "learning_rate"},
 		{"conditional", func(c *Config) { c.Train.NumClasses = 10 }, "unconditional"},
 	} {
