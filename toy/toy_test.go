@@ -33,7 +33,8 @@ func TestSpecsAreAPyTorchStateDict(t *testing.T) {
 	for _, s := range DefaultMLP().Specs() {
 		got = append(got, fmt.Sprint(s.Name, s.Shape))
 	}
-	want := []string{"net.0.weight[128 18]", "net.0.bias[128]", "net.2.weight[128 128]", "net.2.bias[128]", "net.4.weight[2 128]", "net.4.bias[2]"}
+	want := []string{"net.0.weight[128 18]", "net.0.bias[128]", "net.2.weight[128 128]", "net.2.bias[128]",
+		"net.4.weight[128 128]", "net.4.bias[128]", "net.6.weight[2 128]", "net.6.bias[2]"}
 	if !slices.Equal(got, want) {
 		t.Errorf("DefaultMLP().Specs() = %v; want %v", got, want)
 	}
