@@ -32,7 +32,7 @@ type Config struct {
 }
 
 // DefaultConfig is the lesson's swiss roll: 10,000 points, the MLP of DefaultMLP, T = 200 steps of
-// the cosine schedule, 4,000 AdamW steps at batch 256 with EMA, then 2,000 DDPM samples over all 200
+// the cosine schedule, 2,000 AdamW steps at batch 512 with EMA, then 2,000 DDPM samples over all 200
 // steps. On the pure-Go backend (2 cores) it trains and samples in under 2 minutes; its samples are
 // within MaxRatio of a fresh draw of the roll (see the package documentation for the measurements).
 //
@@ -47,7 +47,7 @@ type Config struct {
 // the toy data are not images in [-1, 1] (the swiss roll reaches 1.4).
 func DefaultConfig() Config {
 	tc := train.Default()
-	tc.BatchSize = 256
+	tc.BatchSize = 512
 	tc.LR = 5e-3
 	tc.WeightDecay = 0
 	tc.EMADecay = 0.995
@@ -59,7 +59,7 @@ func DefaultConfig() Config {
 	return Config{
 		Data:     SwissRoll,
 		Points:   10000,
-		Steps:    4000,
+		Steps:    2000,
 		Samples:  2000,
 		Frames:   10,
 		MLP:      DefaultMLP(),

@@ -250,11 +250,11 @@ func quickRun(t *testing.T) *Result {
 // bound is not a bare number: it is the same measure for a draw of a swiss roll with 4 times the
 // lesson's noise (2.0 instead of 0.5: arms 0.2 thick instead of 0.05), 5.3 times that of a fresh
 // draw of the data itself. 1,000 steps learn the roll's shape but not yet its thickness (measured:
-// 2.4 times the fresh draw's distance, 0.0359 against the bound's 0.0808; the command's 4,000 steps
-// at batch 256 on 10,000 training points reach the thickness). The bound discriminates: a standard normal cloud and
-// the untrained model's samples must lie more than 3 times as far out as it (measured: N(0, I) 3.8
-// times; the untrained network's samples ~10^5 away, its noise estimate divided by
-// sqrt(alphaBar_T) = 0.0055 throwing them far).
+// 2.4 times the fresh draw's distance, 0.0359 against the bound's 0.0808; the command's 2,000 steps
+// at batch 512 on 10,000 training points come near the thickness). The bound discriminates: a
+// standard normal cloud and the untrained model's samples must lie more than 3 times as far out as
+// it (measured: N(0, I) 3.8 times; the untrained network's samples ~10^5 away, its noise estimate
+// divided by sqrt(alphaBar_T) throwing them far).
 //
 // Coverage (the mean distance from a fresh data point to its nearest sample) catches a model that
 // samples only part of the roll: it must be within 2 times that of two fresh draws (measured: 1.2
