@@ -3,6 +3,7 @@ package toy
 import (
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/ddpm/ddpm/nn"
 	"github.com/gomlx/gomlx/pkg/core/graph"
@@ -49,15 +50,16 @@ func (a *Activation) UnmarshalText(text []byte) error {
 }
 
 // MLP is the lesson's noise predictor for 2-D points: x_t [N,2], times InputScale, concatenated with
-// the sinusoidal embedding of t [N,EmbedDim], goes through Linear -> act -> Linear -> act -> Linear
-// to eps [N,2]. Its weights are named as the state dict of the PyTorch module
+// the sinusoidal embedding of t [N,EmbedDim], goes through Layers hidden layers (Linear -> act) of
+// width Hidden and a last Linear to eps [N,2]. Its weights are named as the state dict of the
+// PyTorch module (Layers = 2: the lesson's network)
 //
 //	net = nn.Sequential(nn.Linear(2+EmbedDim, Hidden), act, nn.Linear(Hidden, Hidden), act, nn.Linear(Hidden, 2))
 //	forward(x_t, t) = net(torch.cat([InputScale * x_t, emb(t)], 1))
 //
-// net.0.weight [Hidden, 2+EmbedDim], net.0.bias, net.2.weight, net.2.bias, net.4.weight [2, Hidden],
-// net.4.bias, all with PyTorch's default nn.Linear initialization. The zero value is not usable:
-// use DefaultMLP.
+// net.0.weight [Hidden, 2+EmbedDim], net.0.bias, net.2.weight, net.2.bias, ..., net.{2 Layers}.weight
+// [2, Hidden], net.{2 Layers}.bias, all with PyTorch's default nn.Linear initialization. The zero
+// value is not usable: use DefaultMLP.
 //
 // InputScale = 1 is the lesson's network as written. With PyTorch's initialization the first layer
 // then starts with features that vary on a scale of about 10 in x, while the swiss roll's arms are
@@ -66,19 +68,24 @@ func (a *Activation) UnmarshalText(text []byte) error {
 // it is the same as initializing the two x columns of net.0.weight 20 times larger and training them
 // with a 20 times larger learning rate.
 type MLP struct {
-	Hidden     int        `json:"hidden"`      // width of the two hidden layers
+	Layers     int        `json:"layers"`      // hidden layers (the lesson's network has 2)
+	Hidden     int        `json:"hidden"`      // width of the hidden layers
 	EmbedDim   int        `json:"embed_dim"`   // size of the timestep embedding (even)
 	Activation Activation `json:"activation"`  // between the linear layers
 	InputScale float64    `json:"input_scale"` // x_t is multiplied by this before the first layer
 }
 
-// DefaultMLP is the lesson's network, a 16-D time embedding and two hidden layers of 128, with SiLU
+// DefaultMLP is the lesson's network with one more hidden layer: a 16-D time embedding and three hidden layers of 128, with SiLU
 // and x_t scaled by 20 (see MLP).
-func DefaultMLP() MLP { return MLP{Hidden: 128, EmbedDim: 16, Activation: SiLU, InputScale: 20} }
+func DefaultMLP() MLP {
+	return MLP{Layers: 3, Hidden: 128, EmbedDim: 16, Activation: SiLU, InputScale: 20}
+}
 
 // Validate names the first field out of range.
 func (m MLP) Validate() error {
 	switch {
+	case m.Layers < 1:
+		return fmt.Errorf("toy: mlp layers = %d: want >= 1 (the lesson uses 2)", m.Layers)
 	case m.Hidden < 1:
 		return fmt.Errorf("toy: mlp hidden = %d: want >= 1 (the lesson uses 128)", m.Hidden)
 	case m.EmbedDim < 2 || m.EmbedDim%2 != 0:
@@ -95,8 +102,10 @@ func (m MLP) Validate() error {
 func (m MLP) Specs() []nn.Spec {
 	l := nn.NewSpecList().Sub("net")
 	l.Linear("0", 2+m.EmbedDim, m.Hidden)
-	l.Linear("2", m.Hidden, m.Hidden)
-	l.Linear("4", m.Hidden, 2)
+	for i := 1; i < m.Layers; i++ {
+		l.Linear(strconv.Itoa(2*i), m.Hidden, m.Hidden)
+	}
+	l.Linear(strconv.Itoa(2*m.Layers), m.Hidden, 2)
 	return l.Specs()
 }
 
@@ -109,9 +118,16 @@ func (m MLP) Forward(w nn.Scope, xt, t, y *graph.Node) *graph.Node {
 	net := w.Sub("net")
 	emb := nn.TimestepEmbedding(t, m.EmbedDim, true, 0)
 	h := graph.Concatenate([]*graph.Node{graph.MulScalar(xt, m.InputScale), emb}, 1)
-	h = m.act(nn.Linear(h, net.Get("0.weight"), net.Get("0.bias")))
-	h = m.act(nn.Linear(h, net.Get("2.weight"), net.Get("2.bias")))
-	return nn.Linear(h, net.Get("4.weight"), net.Get("4.bias"))
+	for i := 0; i < m.Layers; i++ {
+		h = m.act(linear(net, 2*i, h))
+	}
+	return linear(net, 2*m.Layers, h)
+}
+
+// linear applies the nn.Linear at index i of the Sequential net.
+func linear(net nn.Scope, i int, x *graph.Node) *graph.Node {
+	k := strconv.Itoa(i)
+	return nn.Linear(x, net.Get(k+".weight"), net.Get(k+".bias"))
 }
 
 func (m MLP) act(x *graph.Node) *graph.Node {

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"github.com/ddpm/ddpm/internal/shared"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/ddpm/ddpm/data"
 	"github.com/ddpm/ddpm/schedule"
 )
 
@@ -83,9 +85,10 @@ func TestConfigValidate(t *testing.T) {
 		{"one frame", func(c *Config) { c.Frames = 1 }, "frames = 1"},
 		{"batch above points", func(c *Config) { c.Points = 100 }, "fewer than batch_size"},
 		{"bad data", func(c *Config) { c.Data = 7 }, "data = 7"},
+		{"no layers", func(c *Config) { c.MLP.Layers = 0 }, "layers = 0"},
 		{"odd embedding", func(c *Config) { c.MLP.EmbedDim = 15 }, "embed_dim = 15"},
 		{"zero input scale", func(c *Config) { c.MLP.InputScale = 0 }, "input_scale = 0"},
-		{"bad schedule", func(c *Config) { c.Schedule.BetaEnd = 2 }, "beta_end"},
+		{"bad schedule", func(c *Config) { c.Schedule.T = 0 }, "num_train_timesteps"},
 		{"bad lr", func(c *Config) { c.Train.LR = 0 }, "learning_rate"},
 		{"conditional", func(c *Config) { c.Train.NumClasses = 10 }, "unconditional"},
 	} {
@@ -145,5 +148,46 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || stopCall == 0 || calls != stopCall || stopStep >= cfg.Steps {
 		t.Errorf("Run cancelled at step %d (report %d): %d progress reports, error %v; want no report after the cancel and context.Canceled",
 			stopStep, stopCall, calls, err)
+	}
+}
+
+// TestVerdict checks the ratios and the verdict on clouds whose quality is known without training:
+// a fresh draw of the roll is good, a roll drawn with 1.6 times the noise is blurred, the inner
+// half of the roll alone is incomplete, a standard normal cloud is poor.
+func TestVerdict(t *testing.T) {
+	train := data.SwissRoll(10000, 0.5, 1)
+	var inner []float32
+	wide := data.SwissRoll(4000, 0.5, 5)
+	for i := 0; i < len(wide); i += 2 {
+		if math.Hypot(float64(wide[i]), float64(wide[i+1])) < 0.94 && len(inner) < 2000 {
+			inner = append(inner, wide[i], wide[i+1])
+		}
+	}
+	gauss := make([]float32, 2000)
+	r := rand.New(rand.NewPCG(3, 3))
+	for i := range gauss {
+		gauss[i] = float32(r.NormFloat64())
+	}
+	for _, c := range []struct {
+		name    string
+		samples []float32
+		want    string
+	}{
+		{"a fresh draw", data.SwissRoll(1000, 0.5, 2), "good"},
+		{"noise 0.8", data.SwissRoll(1000, 0.8, 3), "blurred"},
+		{"the inner half", inner, "incomplete"},
+		{"N(0, I)", gauss, "poor"},
+	} {
+		q, err := Evaluate(SwissRoll, train, c.samples, 101)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.Verdict() != c.want || !strings.HasSuffix(q.String(), ": "+c.want) {
+			t.Errorf("%s: %v; want the verdict %q", c.name, q, c.want)
+		}
+	}
+	q, _ := Evaluate(SwissRoll, train, data.SwissRoll(1000, 0.5, 2), 101)
+	if p, c := q.PrecisionRatio(), q.CoverageRatio(); math.Abs(p-1) > 0.1 || math.Abs(c-1) > 0.1 {
+		t.Errorf("a fresh draw has ratios %.3f and %.3f; want both within 0.1 of 1", p, c)
 	}
 }

@@ -30,19 +30,23 @@ type Config struct {
 	Sampler  sampler.DDPM    `json:"sampler"`
 }
 
-// DefaultConfig is the lesson's swiss roll: 10,000 points, the MLP of DefaultMLP, T = 200 linear
-// betas, AdamW, EMA, then 2,000 DDPM samples over all 200 steps.
+// DefaultConfig is the lesson's swiss roll: 10,000 points, the MLP of DefaultMLP, T = 200 steps of
+// the cosine schedule, 2,000 AdamW steps at batch 512 with EMA, then 2,000 DDPM samples over all 200
+// steps. On the pure-Go backend (2 cores) it trains and samples in under 2 minutes; its samples are
+// within MaxRatio of a fresh draw of the roll (see the package documentation for the measurements).
 //
-// The betas are diffusers' 1e-4 .. 0.02 for T = 1000 scaled by 1000/T, as the "linear" schedule of
-// improved DDPM (Nichol & Dhariwal 2021, arXiv:2102.09672v2, get_named_beta_schedule): 5e-4 .. 0.1
-// for T = 200. The unscaled range would leave alphaBar_T = 0.13, that is 36% of the signal in x_T,
-// which the sampler's N(0, I) start does not have; the scaled one leaves alphaBar_T = 3e-5.
+// The betas are the cosine schedule of improved DDPM (Nichol & Dhariwal 2021, arXiv:2102.09672v2,
+// Eq. 17; diffusers' squaredcos_cap_v2): alphaBar_t = f(t/T) / f(0), f(u) = cos((u + 0.008) / 1.008
+// pi/2)^2, each beta capped at 0.999. Compared with the linear schedule scaled to T = 200 (5e-4 ..
+// 0.1, which leaves 80% of the training timesteps at noise levels above 0.6, where the roll is one
+// blob), it spends more of the training on the low noise levels that separate and sharpen the arms.
+// beta_start and beta_end are diffusers' defaults, unused by this schedule.
 //
 // The sampler adds noise of variance beta-tilde (fixed_small) and does not clip x0Hat to [-1, 1]:
 // the toy data are not images in [-1, 1] (the swiss roll reaches 1.4).
 func DefaultConfig() Config {
 	tc := train.Default()
-	tc.BatchSize = 256
+	tc.BatchSize = 512
 	tc.LR = 5e-3
 	tc.WeightDecay = 0
 	tc.EMADecay = 0.995
@@ -51,7 +55,6 @@ func DefaultConfig() Config {
 	sc := sampler.DefaultDDPM()
 	sc.Variance = sampler.FixedSmall
 	sc.ClipSample = false
-	const T = 200
 	return Config{
 		Data:     SwissRoll,
 		Points:   10000,
@@ -59,7 +62,7 @@ func DefaultConfig() Config {
 		Samples:  2000,
 		Frames:   10,
 		MLP:      DefaultMLP(),
-		Schedule: schedule.Config{T: T, BetaStart: 1e-4 * 1000 / T, BetaEnd: 0.02 * 1000 / T, BetaSchedule: schedule.Linear},
+		Schedule: schedule.Config{T: 200, BetaStart: 1e-4, BetaEnd: 0.02, BetaSchedule: schedule.SquaredCosCapV2},
 		Train:    tc,
 		Sampler:  sc,
 	}

@@ -74,8 +74,7 @@ func runToy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "trained %d steps in %.1fs (first call, with compilation: %.2fs); sampled %d points with DDPM (%d steps) in %.1fs on %s; %.1fs in all\n",
 		len(res.Loss), res.TrainTime.Seconds(), res.FirstCall.Seconds(), len(res.Samples)/2, cfg.Schedule.T,
 		res.SampleTime.Seconds(), info.Kind, time.Since(start).Seconds())
-	fmt.Fprintf(stdout, "mean distance to the nearest training point: samples %.4f, a fresh draw of the data %.4f; from a fresh draw to the nearest sample %.4f (to a second fresh draw %.4f)\n",
-		q.Precision, q.FreshPrecision, q.Coverage, q.FreshCoverage)
+	fmt.Fprintf(stdout, "%s samples: %v\n", cfg.Data, q)
 	for _, f := range files {
 		fmt.Fprintf(stdout, "wrote %s\n", f)
 	}

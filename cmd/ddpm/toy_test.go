@@ -25,7 +25,7 @@ func TestToyWritesEveryFile(t *testing.T) {
 			t.Errorf("stdout does not say it wrote %s:\n%s", p, stdout)
 		}
 	}
-	for _, want := range []string{"trained 5 steps in", "sampled 50 points with DDPM (200 steps)", "mean distance to the nearest training point"} {
+	for _, want := range []string{"trained 5 steps in", "sampled 50 points with DDPM (200 steps)", "moons samples: precision ", "x a fresh draw of the data"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, stdout)
 		}
