@@ -82,8 +82,8 @@ func (r *Run) last() *Checkpoint {
 	return nil
 }
 
-// Save writes the training state as checkpoint st.Step, replaces the run's diffusers pipeline with its
-// EMA weights and removes the oldest checkpoints beyond Keep. A state with a NaN or an infinity is not
+// Save replaces the run's diffusers pipeline with the EMA weights of st, writes the training state as
+// checkpoint st.Step and removes the oldest checkpoints beyond Keep. A state with a NaN or an infinity is not
 // saved: Save returns a *NonFiniteError and the folder is unchanged.
 func (r *Run) Save(model *unet.Model, st *train.State, bs data.BatcherState) (string, error) {
 	bj, _ := json.Marshal(bs)
@@ -95,15 +95,17 @@ func (r *Run) Save(model *unet.Model, st *train.State, bs data.BatcherState) (st
 	if what := nonFinite(f); what != "" {
 		return "", &NonFiniteError{Step: st.Step, What: what, Last: r.last()}
 	}
+	// The pipeline first: a kill between the two writes then leaves a folder whose pipeline is at most
+	// one save ahead of its newest checkpoint, never a checkpoint without a pipeline (the first save).
+	if err := WritePipeline(r.Dir, model, st.EMA, r.Config); err != nil {
+		return "", err
+	}
 	path := CheckpointPath(r.Dir, st.Step)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", fmt.Errorf("run: %w", err)
 	}
 	if err := atomicfile.Write(path, func(w io.Writer) error { return checkpoint.EncodeSafetensors(w, f) }); err != nil {
 		return "", fmt.Errorf("run: checkpoint %s: %w", path, err)
-	}
-	if err := WritePipeline(r.Dir, model, st.EMA, r.Config); err != nil {
-		return "", err
 	}
 	all := Checkpoints(r.Dir)
 	for len(all) > r.Config.KeepCkpts {
