@@ -152,6 +152,7 @@ func TestTrainerMatchesGoMLX(t *testing.T) {
 // BenchmarkTrainStep is one training step (forward, loss, backward, AdamW, EMA; no data loading) of
 // the mnist preset at batch 64 on the engine: go test ./cpu -run X -bench TrainStep -benchtime 10x.
 func BenchmarkTrainStep(b *testing.B) {
+	benchThreads(b)
 	uc, err := unet.Preset("mnist")
 	if err != nil {
 		b.Fatal(err)
@@ -205,10 +206,12 @@ func BenchmarkTrainStep(b *testing.B) {
 		}()
 	}
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
 		step(int64(i + 2))
 	}
 	el := b.Elapsed().Seconds()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(n*b.N), "cpu-ms/image")
 	b.ReportMetric(1000*el/float64(b.N), "ms/step")
 	b.ReportMetric(1000*el/float64(n*b.N), "ms/image")
 	b.ReportMetric(float64(n*b.N)/el, "img/s")
