@@ -62,7 +62,7 @@ func runBackends(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintln(stdout, engineLine())
 	fmt.Fprintln(stdout, "go: always available (pure Go, slow)")
 	if use, _ := backend.UseEngine(""); use && cpu.Available() == nil {
-		fmt.Fprintln(stdout, "chosen: onednn for the UNet (sample), GoMLX below for the rest")
+		fmt.Fprintln(stdout, "chosen: onednn for the UNet (sample and train), GoMLX below for the rest (FID, classifier, toy)")
 	}
 	b, info, err := backend.New("")
 	if err != nil {
