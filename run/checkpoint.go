@@ -194,6 +194,11 @@ func WritePipeline(dir string, model *unet.Model, ema *tensors.Tensor, c Config)
 	ddpm := sampler.DefaultDDPM()
 	ddpm.Prediction = c.Train.Prediction
 	ddpm.Variance = c.DDPMVariance
+	if model.Config.ClassEmbedding() != unet.NoClasses {
+		// A class-conditional model is sampled with guidance, and clamping the x0 of a guided prediction
+		// while keeping its eps sends DDPM and DDIM to other classes (docs/guidance.md): no clip_sample.
+		ddpm.ClipSample = false
+	}
 	p, err := pipeline.New(model.Config, weights, c.Schedule, ddpm)
 	if err != nil {
 		return err

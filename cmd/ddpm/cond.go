@@ -62,8 +62,9 @@ type condSampleFlags struct {
 
 // defaultGuidance is --guidance when --class is given without it: the best scale measured on the
 // bundled conditional MNIST model (docs/guidance.md, 2026-12-03, one H200: 98.1% of 10,000 samples
-// recognised as the requested class and classifier FID 17.3 at S = 1; at S = 2 and above the samples
-// of that model fall apart, with our sampler and with a PyTorch one alike).
+// recognised as the requested class and classifier FID 17.3 at S = 1). Larger scales failed in that
+// study because of the scheduler's clip_sample, since turned off for conditional runs; they look right
+// now (S = 3) but are not measured yet.
 const defaultGuidance = 1
 
 func addCondSampleFlags(fs *flag.FlagSet) condSampleFlags {
