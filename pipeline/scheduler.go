@@ -379,14 +379,7 @@ func (c SchedulerConfig) MarshalJSON() ([]byte, error) {
 		d.Spacing != i.Spacing || d.StepsOffset != i.StepsOffset {
 		return nil, fmt.Errorf("pipeline: scheduler config: DDPM %+v and DDIM %+v disagree on a shared field; a scheduler_config.json holds one value", d, i)
 	}
-	var betas any
-	if len(c.Schedule.TrainedBetas) > 0 {
-		b := make([]pyFloat, len(c.Schedule.TrainedBetas))
-		for k, x := range c.Schedule.TrainedBetas {
-			b[k] = pyFloat(x)
-		}
-		betas = b
-	}
+	betas := trainedBetasJSON(c.Schedule.TrainedBetas)
 	m := map[string]any{
 		"_class_name":                c.Class.String(),
 		"_diffusers_version":         DiffusersVersion,
@@ -744,14 +737,7 @@ func (r Run) ConfigJSON() ([]byte, error) {
 	case nil:
 		return nil, fmt.Errorf("pipeline: no scheduler chosen")
 	}
-	var betas any
-	if len(r.Schedule.TrainedBetas) > 0 {
-		b := make([]pyFloat, len(r.Schedule.TrainedBetas))
-		for k, x := range r.Schedule.TrainedBetas {
-			b[k] = pyFloat(x)
-		}
-		betas = b
-	}
+	betas := trainedBetasJSON(r.Schedule.TrainedBetas)
 	m := map[string]any{
 		"_class_name":            r.Class.String(),
 		"_diffusers_version":     DiffusersVersion,
@@ -854,4 +840,16 @@ func DefaultSampler(cpu bool) Choice {
 		return Choice{Class: "dpmsolver++", Steps: 10}
 	}
 	return Choice{Class: "sde-dpmsolver++", Steps: 20}
+}
+
+// trainedBetasJSON is trained_betas as diffusers writes it: null when absent, else Python floats.
+func trainedBetasJSON(betas []float64) any {
+	if len(betas) == 0 {
+		return nil
+	}
+	b := make([]pyFloat, len(betas))
+	for k, x := range betas {
+		b[k] = pyFloat(x)
+	}
+	return b
 }
