@@ -58,6 +58,9 @@ func TestTrainerMatchesGoMLX(t *testing.T) {
 			k := 5
 			u.NumClassEmbeds = &k
 		}},
+		{"cosine learning-rate schedule with warmup", func(c *train.Config, _ *unet.Config) {
+			c.LRScheduler, c.LRWarmupSteps, c.LRTotalSteps = train.LRCosine, 2, 5
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := train.Default()
@@ -215,4 +218,63 @@ func BenchmarkTrainStep(b *testing.B) {
 	b.ReportMetric(1000*el/float64(b.N), "ms/step")
 	b.ReportMetric(1000*el/float64(n*b.N), "ms/image")
 	b.ReportMetric(float64(n*b.N)/el, "img/s")
+}
+
+// The engine takes its learning rate from the schedule: the first step of a warmup is taken at rate 0
+// (diffusers' ramp starts at 0) and leaves every weight as it was, bit for bit, where the constant
+// schedule moves them.
+func TestTrainerFollowsLRSchedule(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Fatal(err)
+	}
+	b := shared.GoBackend(t)
+	uc := tinyConfig()
+	sc := schedule.Default()
+	sc.T = 50
+	s, err := schedule.New(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unet.New(uc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, dims := bars(8), []int{8, 1, 8, 8}
+	for _, warmup := range []int64{0, 3} {
+		cfg := train.Default()
+		cfg.BatchSize, cfg.LR = 8, 1e-3
+		if warmup > 0 {
+			cfg.LRScheduler, cfg.LRWarmupSteps = train.LRConstantWithWarmup, warmup
+		}
+		tr, err := train.New(b, cfg, m, s, imgs, dims, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := NewTrainer(b, cfg, uc, s, imgs, dims, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.SetEngine(e)
+		st, err := tr.Init(3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := tensors.MustCopyFlatData[float32](st.Params)
+		if _, err := tr.Step(st, [][]int{{0, 1, 2, 3, 4, 5, 6, 7}}); err != nil {
+			t.Fatal(err)
+		}
+		moved := 0
+		for i, v := range tensors.MustCopyFlatData[float32](st.Params) {
+			if v != before[i] {
+				moved++
+			}
+		}
+		switch {
+		case warmup > 0 && moved > 0:
+			t.Errorf("warmup %d: the first step moved %d weights; want none (rate 0)", warmup, moved)
+		case warmup == 0 && moved < len(before)/2:
+			t.Errorf("constant schedule: the first step moved %d of %d weights; want most", moved, len(before))
+		}
+		e.Close()
+	}
 }

@@ -75,13 +75,24 @@ func TestAdamWSeveralSteps(t *testing.T) {
 	images := bars(8) // every image: one row of 1 in a field of -1, mean -0.75
 	const mean = -0.75
 	for _, c := range []struct {
-		name    string
-		clip    float64
-		perCall int
-	}{{"plain", 0, 1}, {"four per call", 0, 4}, {"clipped", 0.5, 1}} {
+		name     string
+		clip     float64
+		perCall  int
+		schedule string
+		warmup   int64
+	}{
+		{"plain", 0, 1, "", 0}, {"four per call", 0, 4, "", 0}, {"clipped", 0.5, 1, "", 0},
+		{"cosine schedule, warmup 3", 0, 4, LRCosine, 3}, {"linear schedule", 0, 1, LRLinear, 0},
+		{"constant with warmup 2", 0, 1, LRConstantWithWarmup, 2},
+	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := Default()
 			cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.MaxGradNorm, cfg.StepsPerCall = 4, 0.3, 0.1, c.clip, c.perCall
+			// A schedule over 10 steps: the last two of the 12 are taken at rate 0 by linear and cosine.
+			cfg.LRScheduler, cfg.LRWarmupSteps = c.schedule, c.warmup
+			if cfg.decays() {
+				cfg.LRTotalSteps = 10
+			}
 			cfg.Prediction = sampler.Sample
 			tr, err := New(b, cfg, constModel{}, linearSchedule(t, 10), images, []int{8, 1, 8, 8}, nil)
 			if err != nil {
@@ -101,12 +112,13 @@ func TestAdamWSeveralSteps(t *testing.T) {
 				if c.clip > 0 && math.Abs(g) > c.clip {
 					g *= c.clip / (math.Abs(g) + 1e-6)
 				}
-				p *= 1 - cfg.LR*cfg.WeightDecay
+				lr := cfg.LR * cfg.LRFactor(int64(n-1)) // torch: LambdaLR stepped after each optimizer step
+				p *= 1 - lr*cfg.WeightDecay
 				m = cfg.Beta1*m + (1-cfg.Beta1)*g
 				v = cfg.Beta2*v + (1-cfg.Beta2)*g*g
 				mHat := m / (1 - math.Pow(cfg.Beta1, float64(n)))
 				vHat := v / (1 - math.Pow(cfg.Beta2, float64(n)))
-				p -= cfg.LR * mHat / (math.Sqrt(vHat) + cfg.Eps)
+				p -= lr * mHat / (math.Sqrt(vHat) + cfg.Eps)
 				// float32 against float64, relative to each quantity's scale: m and v are sums of terms of
 				// the gradient's size that cancel when it changes sign.
 				for _, x := range []struct {

@@ -49,7 +49,12 @@ type Config struct {
 	ClassDropout float64            `json:"class_dropout"` // probability of the null label, for classifier-free guidance
 	NumClasses   int                `json:"num_classes"`   // >0: class-conditional; label NumClasses is the null class
 	StepsPerCall int                `json:"steps_per_call"`
-	Precision    Precision          `json:"precision"`
+	// The learning-rate schedule (lr.go): diffusers' --lr_scheduler, --lr_warmup_steps and the
+	// num_training_steps it decays over. Empty and zero: the constant LR of the lesson.
+	LRScheduler   string    `json:"lr_scheduler,omitempty"`
+	LRWarmupSteps int64     `json:"lr_warmup_steps,omitempty"`
+	LRTotalSteps  int64     `json:"lr_total_steps,omitempty"`
+	Precision     Precision `json:"precision"`
 }
 
 // Precision is the dtype of the forward and backward passes. Weights, Adam moments, EMA and the loss
@@ -131,7 +136,7 @@ func (c Config) Validate() error {
 	case c.StepsPerCall < 1:
 		return bad("steps_per_call", c.StepsPerCall, "want >= 1")
 	}
-	return nil
+	return c.validateLR()
 }
 
 // EMADecayAt is the EMA decay used at optimizer step n (1-based): EMADecay, or with EMAWarmup
@@ -430,7 +435,7 @@ func (tr *Trainer) adamW(p, grad, m, v, n *graph.Node) (p2, m2, v2 *graph.Node) 
 			graph.Div(graph.Scalar(g, dtypes.Float32, c.MaxGradNorm), graph.AddScalar(norm, 1e-6)))
 		grad = graph.Mul(grad, scale)
 	}
-	return nn.AdamW{LR: c.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay}.Update(p, grad, m, v, n)
+	return nn.AdamW{LR: c.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, WeightDecay: c.WeightDecay}.UpdateScaled(p, grad, m, v, n, c.lrFactor(n))
 }
 
 // updateEMA: ema = d ema + (1 - d) p, with d = EMADecayAt(n).
