@@ -67,11 +67,9 @@ func TestRecordedDefaultFigures(t *testing.T) {
 		if !strings.Contains(string(readme), line) {
 			t.Errorf("README.md does not quote the recorded run's figures %q", line)
 		}
-		// Issue 18 asks for both ratios <= MaxRatio on the swiss roll; the default reaches coverage
-		// 0.99 but precision 1.29 (the outer arm's end thicker than the data's). Until a default gets
-		// there, hold it to what it reaches, far from the former default's 4.05.
-		if d == SwissRoll && (q.PrecisionRatio() > 1.3 || q.CoverageRatio() > MaxRatio) {
-			t.Errorf("the default swiss roll run: %v; want precision <= 1.3 and coverage <= %.1f", q, MaxRatio)
+		// Issue 18: both ratios within MaxRatio on the swiss roll with the default configuration.
+		if d == SwissRoll && (q.PrecisionRatio() > MaxRatio || q.CoverageRatio() > MaxRatio) {
+			t.Errorf("the default swiss roll run: %v; want both ratios <= %.1f", q, MaxRatio)
 		}
 	}
 }

@@ -219,7 +219,8 @@ func TestInputScaleIsFirstLayerScaling(t *testing.T) {
 // 128 (10-20 s on 2 cores), 500 samples.
 func quickConfig() Config {
 	c := DefaultConfig()
-	c.Points, c.Steps, c.Samples, c.Seed = 2000, 1000, 500, 1
+	c.Points, c.Samples, c.Seed = 2000, 500, 1
+	c.SetSteps(1000) // the learning rate decays to 0 over these 1,000 steps
 	c.Train.BatchSize = 128
 	return c
 }
@@ -338,7 +339,7 @@ func TestSampleQuality(t *testing.T) {
 func TestQualityImprovesWithTraining(t *testing.T) {
 	long := quickRun(t)
 	cfg := long.Config
-	cfg.Steps = 100
+	cfg.Steps = 100 // stopped early: the learning-rate schedule stays that of the 1,000 steps
 	short, err := Run(context.Background(), shared.GoBackend(t), cfg, nil)
 	if err != nil {
 		t.Fatal(err)

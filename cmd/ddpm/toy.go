@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/toy"
 )
 
@@ -41,13 +40,11 @@ func runToy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := cfg.Data.UnmarshalText([]byte(*dataName)); err != nil {
 		return usagef("toy: --data: %v", err)
 	}
-	cfg.Steps, cfg.Seed, cfg.Samples = *steps, *seed, *samples
+	cfg.SetSteps(*steps)
+	cfg.Seed, cfg.Samples = *seed, *samples
 	b, info, err := openBackend(*bk, stderr)
 	if err != nil {
 		return err
-	}
-	if info.Kind == backend.CUDA {
-		cfg.Train.StepsPerCall = 10 // each call synchronizes with the host: amortize it on a GPU
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
