@@ -22,13 +22,14 @@
 # (two step graphs at batch 5000) and a few seconds of features: ~6 minutes.
 # The two calls (the device tool carries 64 MiB and .bin/ddpm is ~42 MB, so Fashion-MNIST's 30 MB of idx
 # files do not fit beside it: without .data/fashion-mnist the reference is the committed statistics of its
-# hold-out, bench/samplers/fashion-mnist-holdout-classifier-fashion-mnist-b10fbebf4000.safetensors, made on
+# hold-out, bench/samplers/fashion-mnist-holdout-classifier-fashion-mnist-a07069eb7c08.safetensors, made on
 # the CPU by `ddpm fid --images 'fashion-mnist:test[:6000]' --ref fashion-mnist:holdout --features classifier`,
-# which also gave the floor; the bundled models/classifier-fashion-mnist has that hash):
+# which also gave the floor, 52.82 on the CPU as on the GPU; the bundled models/classifier-fashion-mnist,
+# retrained for 15 epochs on 2026-12-03, has that hash):
 #   bench/gpu_samplers.sh models/mnist mnist                   # carry .bin .data/mnist
 #   bench/gpu_samplers.sh models/fashion-mnist fashion-mnist   # carry .bin
 # Then, here: .bin/ddpm samplers --report OUT1/samplers-mnist.jsonl,OUT1/floor-mnist.json,OUT2/samplers-fashion-mnist.jsonl,bench/samplers/floor-fashion-mnist.json --md docs/samplers.md
-# (writes docs/images/samplers-*.png; bench/samplers/floor-fashion-mnist.json: 6000 test images against the hold-out, 2.58, measured here)
+# (writes docs/images/samplers-*.png; bench/samplers/floor-fashion-mnist.json: 6000 test images against the hold-out, 52.82)
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 B=./.bin/ddpm
@@ -38,7 +39,7 @@ CLF=${3:-}
 DATA=${DATA:-.data/$DS}
 N=${N:-10000}   # SAMPLERS, EVALS, DDPM_STEPS override ddpm samplers' defaults (for a dry run)
 BATCH=${BATCH:-5000}
-STATS=bench/samplers/$DS-holdout-classifier-$DS-b10fbebf4000.safetensors
+STATS=bench/samplers/$DS-holdout-classifier-$DS-a07069eb7c08.safetensors
 if [ "$DS" = mnist ]; then REF=${REF:-mnist:test}; FLOOR=${FLOOR:-mnist:holdout}
 elif [ -f "$STATS" ] && [ ! -d "$DATA" ]; then REF=${REF:-$STATS}; FLOOR=${FLOOR:-none}
 else REF=${REF:-$DS:holdout}; FLOOR=${FLOOR:-$DS:test[:6000]}; fi
