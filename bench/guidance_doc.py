@@ -10,6 +10,7 @@ the markdown table with the best scale per data set. Needs only PIL (python3-pil
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -65,19 +66,20 @@ def plot(rows, path):
     d = ImageDraw.Draw(img)
     scales = sorted({r["guidance"] for rs in rows.values() for r in rs})
     panels = [
-        ("classifier accuracy on the requested class (%)", [("accuracy", 100, False)]),
-        ("classifier FID: all samples (solid), mean per class (dashed)", [("fid", 1, False), ("mean_class_fid", 1, True)]),
+        ("classifier accuracy on the requested class (%)", [("accuracy", 100, False)], False),
+        ("classifier FID (log scale): all (solid), per class (dashed)", [("fid", 1, False), ("mean_class_fid", 1, True)], True),
     ]
     pw = (W - 3 * pad) // 2
-    for pi, (title, series) in enumerate(panels):
+    for pi, (title, series, logy) in enumerate(panels):
         x0, y0, x1, y1 = pad + pi * (pw + pad), 40, pad + pi * (pw + pad) + pw, H - 70
-        vals = [r[k] * m for rs in rows.values() for r in rs for k, m, _ in series]
+        tr = (lambda v: math.log10(max(v, 1e-9))) if logy else (lambda v: v)
+        vals = [tr(r[k] * m) for rs in rows.values() for r in rs for k, m, _ in series]
         lo, hi = min(vals), max(vals)
         if hi == lo:
             hi = lo + 1
         lo, hi = lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)
         sx = lambda s: x0 + (s - scales[0]) / max(scales[-1] - scales[0], 1e-9) * (x1 - x0)
-        sy = lambda v: y1 - (v - lo) / (hi - lo) * (y1 - y0)
+        sy = lambda v: y1 - (v - lo) / (hi - lo) * (y1 - y0)  # v already transformed
         d.rectangle([x0, y0, x1, y1], outline="black")
         d.text((x0, 15), title, fill="black")
         for s in scales:
@@ -87,10 +89,10 @@ def plot(rows, path):
         for k in range(5):
             v = lo + (hi - lo) * k / 4
             d.line([x0 - 4, sy(v), x0, sy(v)], fill="black")
-            d.text((x0 - 48, sy(v) - 6), f"{v:.3g}", fill="black")
+            d.text((x0 - 48, sy(v) - 6), f"{10 ** v if logy else v:.3g}", fill="black")
         for key, rs in rows.items():
             for k, m, dashed in series:
-                pts = [(sx(r["guidance"]), sy(r[k] * m)) for r in rs]
+                pts = [(sx(r["guidance"]), sy(tr(r[k] * m))) for r in rs]
                 for a, b in zip(pts, pts[1:]):
                     if dashed:
                         n = 8

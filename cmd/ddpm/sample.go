@@ -7,12 +7,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/ddpm/ddpm/backend"
 	"github.com/ddpm/ddpm/checkpoint"
 	"github.com/ddpm/ddpm/cpu"
+	"github.com/ddpm/ddpm/models"
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
 	rundir "github.com/ddpm/ddpm/run"
@@ -51,7 +53,7 @@ func newSampleFlags(stderr io.Writer) *sampleFlags {
 	fs := newFlags("sample", "[--run DIR | --model DIR_OR_HUB_NAME] [flags]", stderr)
 	return &sampleFlags{fs: fs,
 		run:        fs.String("run", "", "a run folder of ddpm train (its EMA weights)"),
-		model:      fs.String("model", "", "a diffusers pipeline folder or a hub name such as google/ddpm-cifar10-32 (default: the bundled MNIST model)"),
+		model:      fs.String("model", "", "a diffusers pipeline folder, a bundled model (mnist, mnist-cond, fashion-mnist, fashion-mnist-cond) or a hub name such as google/ddpm-cifar10-32 (default: the bundled MNIST model)"),
 		sampler:    fs.String("sampler", "", "dpmsolver++, sde-dpmsolver++, euler, euler_ancestral, heun, ddim or ddpm (default: the pipeline's scheduler; see pipeline.DefaultSampler for the bundled model)"),
 		scheduler:  fs.String("scheduler", "", "same as --sampler, in diffusers' words (a class name such as DPMSolverMultistepScheduler also works)"),
 		karras:     fs.Bool("karras", false, "Karras sigmas (use_karras_sigmas) for dpmsolver++, euler and heun"),
@@ -211,7 +213,20 @@ func (f *sampleFlags) load(ctx context.Context, stderr io.Writer) (*pipeline.Pip
 	return p, name, err
 }
 
-func (f *sampleFlags) bundled() bool { return *f.run == "" && *f.model == "" }
+// bundled reports whether the samples come from a bundled model (no --run; no --model, or the name of a
+// bundled one that is not also a folder here), which samples with pipeline.DefaultSampler.
+func (f *sampleFlags) bundled() bool {
+	if *f.run != "" {
+		return false
+	}
+	if *f.model == "" {
+		return true
+	}
+	if _, err := os.Stat(*f.model); err == nil {
+		return false
+	}
+	return slices.Contains(models.Names(), *f.model)
+}
 
 // plan builds the sampling plan the flags ask for (chooseSampler), after checking --steps against the
 // model's T.
@@ -508,6 +523,9 @@ func writeTrajectory(path string, frames []viz.Frame, n int, shape []int) error 
 func resolveModel(ctx context.Context, name string, stderr io.Writer) (string, error) {
 	if fi, err := os.Stat(name); err == nil && fi.IsDir() {
 		return name, nil
+	}
+	if slices.Contains(models.Names(), name) {
+		return models.Dir(name) // a bundled model (a folder of that name, above, comes first)
 	}
 	return pipeline.Resolve(ctx, name, pipeline.Options{Token: os.Getenv("HF_TOKEN"), Progress: downloadProgress(stderr)})
 }
