@@ -61,6 +61,9 @@ func (c Config) Validate() error {
 	if t.StepsPerCall == 0 {
 		t.StepsPerCall = 1
 	}
+	if t.LRTotalSteps == 0 {
+		t.LRTotalSteps = 1 // 0: the run's planned steps, known once the data is loaded (Run.Start)
+	}
 	if err := t.Validate(); err != nil {
 		return err
 	}

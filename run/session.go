@@ -83,13 +83,19 @@ func (r *Run) Start(ctx context.Context, b backends.Backend, resume bool, opts d
 	if s.Labels, err = trainLabels(tc, uc, ds); err != nil {
 		return nil, err
 	}
-	if s.Trainer, err = train.New(b, tc, s.Model, s.Schedule, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, s.Labels); err != nil {
-		return nil, err
-	}
 	s.PerEpoch = int64(ds.Len() / tc.BatchSize)
 	s.Total = int64(c.Epochs) * s.PerEpoch
 	if c.MaxSteps > 0 && (c.Epochs < 1 || c.MaxSteps < s.Total) {
 		s.Total = c.MaxSteps
+	}
+	if tc.DecaysLR() && tc.LRTotalSteps == 0 {
+		// lr_total_steps 0: the schedule spans the run's planned steps (recomputed on resume, so a
+		// larger --epochs or --max-steps there stretches what is left of it).
+		tc.LRTotalSteps = s.Total
+		s.TrainConfig = tc
+	}
+	if s.Trainer, err = train.New(b, tc, s.Model, s.Schedule, ds.Images, []int{ds.Len(), ds.C, ds.H, ds.W}, s.Labels); err != nil {
+		return nil, err
 	}
 	bs := data.BatcherState{N: ds.Len(), BatchSize: tc.BatchSize, DropLast: true, Seed: c.Seed + 1}
 	if resume {

@@ -76,7 +76,7 @@ const defaultSteps = 2000
 // cosine decay reaches 0 at the last step).
 func (c *Config) SetSteps(n int64) {
 	c.Steps = n
-	if c.Train.LRScheduler == train.LRLinear || c.Train.LRScheduler == train.LRCosine {
+	if c.Train.DecaysLR() {
 		c.Train.LRTotalSteps = n
 	}
 }

@@ -22,8 +22,8 @@ func LRSchedulers() []string {
 	return []string{LRConstant, LRConstantWithWarmup, LRLinear, LRCosine}
 }
 
-// decays reports whether the schedule needs LRTotalSteps.
-func (c Config) decays() bool { return c.LRScheduler == LRLinear || c.LRScheduler == LRCosine }
+// DecaysLR reports whether the learning-rate schedule decays over LRTotalSteps (linear, cosine).
+func (c Config) DecaysLR() bool { return c.LRScheduler == LRLinear || c.LRScheduler == LRCosine }
 
 // validateLR names the first learning-rate schedule field out of range.
 func (c Config) validateLR() error {
@@ -31,7 +31,7 @@ func (c Config) validateLR() error {
 	case "", LRConstant:
 		if c.LRWarmupSteps != 0 {
 			return fmt.Errorf("train: lr_warmup_steps = %d with lr_scheduler %q, which has no warmup: use %q, or set the warmup to 0",
-				c.LRWarmupSteps, c.LRScheduler, LRConstantWithWarmup)
+				c.LRWarmupSteps, LRConstant, LRConstantWithWarmup)
 		}
 	case LRConstantWithWarmup, LRLinear, LRCosine:
 	default:
@@ -42,7 +42,7 @@ func (c Config) validateLR() error {
 		return fmt.Errorf("train: lr_warmup_steps = %d: want >= 0", c.LRWarmupSteps)
 	case c.LRTotalSteps < 0:
 		return fmt.Errorf("train: lr_total_steps = %d: want >= 0", c.LRTotalSteps)
-	case c.decays() && c.LRTotalSteps == 0:
+	case c.DecaysLR() && c.LRTotalSteps == 0:
 		return fmt.Errorf("train: lr_scheduler %q decays to 0 over lr_total_steps, which is 0: set it to the run's number of optimizer steps", c.LRScheduler)
 	}
 	return nil

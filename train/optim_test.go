@@ -90,7 +90,7 @@ func TestAdamWSeveralSteps(t *testing.T) {
 			cfg.BatchSize, cfg.LR, cfg.WeightDecay, cfg.MaxGradNorm, cfg.StepsPerCall = 4, 0.3, 0.1, c.clip, c.perCall
 			// A schedule over 10 steps: the last two of the 12 are taken at rate 0 by linear and cosine.
 			cfg.LRScheduler, cfg.LRWarmupSteps = c.schedule, c.warmup
-			if cfg.decays() {
+			if cfg.DecaysLR() {
 				cfg.LRTotalSteps = 10
 			}
 			cfg.Prediction = sampler.Sample

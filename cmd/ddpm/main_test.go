@@ -15,6 +15,7 @@ import (
 
 	"github.com/ddpm/ddpm/checkpoint"
 	"github.com/ddpm/ddpm/internal/shared"
+	rundir "github.com/ddpm/ddpm/run"
 )
 
 // ddpm runs the CLI in-process on the pure-Go backend and returns stdout, stderr and the error.
@@ -149,6 +150,40 @@ func TestTrainResume(t *testing.T) {
 	}
 	if _, _, err := ddpm(t, "train", "--resume", dir, "--lr", "1"); !isUsage(err) {
 		t.Errorf("changing --lr on resume: err = %v, want a usage error", err)
+	}
+}
+
+// --lr-scheduler and --lr-warmup-steps: recorded in train.json, the decay spanning the run's planned
+// steps (not written there: recomputed from --max-steps, as on resume), fixed on resume, and bad values
+// refused before any work.
+func TestTrainLRScheduler(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "unet.json")
+	os.WriteFile(cfg, []byte(tinyUNet), 0o644)
+	dir := filepath.Join(t.TempDir(), "run")
+	_, stderr, err := ddpm(t, "train", "--data", "mnist", "--out", dir, "--unet-config", cfg, "--batch", "4",
+		"--max-steps", "3", "--sample-steps", "1", "--lr-scheduler", "cosine", "--lr-warmup-steps", "1")
+	if err != nil {
+		t.Fatalf("train: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "cosine schedule to 0 at step 3, warmup 1 steps") {
+		t.Errorf("train does not announce the schedule over its 3 steps:\n%s", stderr)
+	}
+	rc, err := rundir.ReadConfig(dir)
+	if err != nil || rc.Train.LRScheduler != "cosine" || rc.Train.LRWarmupSteps != 1 || rc.Train.LRTotalSteps != 0 {
+		t.Errorf("train.json: lr_scheduler %q, warmup %d, total %d (%v); want cosine, 1 and 0 (the run's steps)",
+			rc.Train.LRScheduler, rc.Train.LRWarmupSteps, rc.Train.LRTotalSteps, err)
+	}
+	if _, stderr, err := ddpm(t, "train", "--resume", dir, "--max-steps", "5"); err != nil || !strings.Contains(stderr, "to 0 at step 5") {
+		t.Errorf("resume to 5 steps: %v; want the schedule stretched to step 5:\n%s", err, stderr)
+	}
+	if _, _, err := ddpm(t, "train", "--resume", dir, "--lr-scheduler", "linear"); !isUsage(err) {
+		t.Errorf("changing --lr-scheduler on resume: err = %v; want a usage error", err)
+	}
+	for _, bad := range [][]string{{"--lr-scheduler", "cosine_with_restarts"}, {"--lr-warmup-steps", "-1", "--lr-scheduler", "linear"}, {"--lr-warmup-steps", "5"}} {
+		args := append([]string{"train", "--data", "mnist", "--out", filepath.Join(t.TempDir(), "r"), "--max-steps", "1"}, bad...)
+		if _, _, err := ddpm(t, args...); !isUsage(err) {
+			t.Errorf("train %v: err = %v; want a usage error", bad, err)
+		}
 	}
 }
 

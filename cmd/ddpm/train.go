@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,9 +31,10 @@ type trainFlags struct {
 	fs                                                  *flag.FlagSet
 	data, dataDir, out, resume, preset, unetCfg         *string
 	prediction, betaSched, precision, variance, backend *string
+	lrSched                                             *string
 	epochs, batch, timesteps, perCall, sampleEvery      *int
 	sampleSteps, keep, logEvery                         *int
-	maxSteps, ckptSteps                                 *int64
+	maxSteps, ckptSteps, lrWarmup                       *int64
 	lr, wd, emaDecay, gradClip, holdout, ckptMinutes    *float64
 	seed                                                *uint64
 	emaWarmup, force                                    *bool
@@ -55,6 +57,8 @@ func newTrainFlags(stderr io.Writer) *trainFlags {
 		maxSteps:    fs.Int64("max-steps", 0, "stop after this many optimizer steps (0: --epochs decides)"),
 		batch:       fs.Int("batch", def.BatchSize, "batch size"),
 		lr:          fs.Float64("lr", def.LR, "AdamW learning rate"),
+		lrSched:     fs.String("lr-scheduler", train.LRConstant, "learning-rate schedule, diffusers' get_scheduler: "+strings.Join(train.LRSchedulers(), ", ")+" (linear and cosine decay to 0 at the run's last step)"),
+		lrWarmup:    fs.Int64("lr-warmup-steps", 0, "steps of linear warmup from 0 (constant_with_warmup, linear, cosine)"),
 		wd:          fs.Float64("weight-decay", def.WeightDecay, "AdamW weight decay"),
 		emaDecay:    fs.Float64("ema-decay", def.EMADecay, "EMA decay, applied every step, in [0, 1)"),
 		emaWarmup:   fs.Bool("ema-warmup", false, "use diffusers' EMA warm-up min(decay, (1+n)/(10+n))"),
@@ -225,6 +229,10 @@ func (f *trainFlags) override(c *rundir.Config, set map[string]bool) error {
 func (f *trainFlags) config() (rundir.Config, error) {
 	tc := train.Default()
 	tc.BatchSize, tc.LR, tc.WeightDecay = *f.batch, *f.lr, *f.wd
+	tc.LRScheduler, tc.LRWarmupSteps = *f.lrSched, *f.lrWarmup
+	if tc.LRScheduler == train.LRConstant {
+		tc.LRScheduler = "" // the lesson's recipe: train.json as it always was
+	}
 	tc.EMADecay, tc.EMAWarmup, tc.MaxGradNorm = *f.emaDecay, *f.emaWarmup, *f.gradClip
 	tc.ZeroInit = []string{"conv_out.weight", "conv_out.bias"}
 	tc.StepsPerCall = *f.perCall
@@ -285,6 +293,10 @@ func checkTrainFlags(c rundir.Config) error {
 		{!(c.CkptMinutes > 0), "checkpoint-minutes", fmt.Sprint(c.CkptMinutes), "> 0"},
 		{c.KeepCkpts < 1, "keep", strconv.Itoa(c.KeepCkpts), ">= 1"},
 		{c.LogEvery < 1, "log-every", strconv.Itoa(c.LogEvery), ">= 1"},
+		{t.LRScheduler != "" && !slices.Contains(train.LRSchedulers(), t.LRScheduler), "lr-scheduler", t.LRScheduler, "one of " + strings.Join(train.LRSchedulers(), ", ")},
+		{t.LRWarmupSteps < 0, "lr-warmup-steps", fmt.Sprint(t.LRWarmupSteps), ">= 0"},
+		{t.LRWarmupSteps > 0 && (t.LRScheduler == "" || t.LRScheduler == train.LRConstant), "lr-warmup-steps", fmt.Sprint(t.LRWarmupSteps),
+			"0 with --lr-scheduler constant, which has no warmup (or --lr-scheduler constant_with_warmup, linear or cosine)"},
 	} {
 		if k.bad {
 			return usagef("train: --%s %s: want %s", k.flag, k.val, k.want)
@@ -335,6 +347,13 @@ func announceTrain(stderr io.Writer, s *rundir.Session) {
 	fmt.Fprintf(stderr, "training %s: %s parameters, %d images, batch %d, %d steps (%.1f epochs of %d), %d steps per call\n",
 		s.Run.Config.Data, fmtCount(paramCount(s.Model)), s.Data.Len(), tc.BatchSize, s.Total,
 		float64(s.Total)/float64(s.PerEpoch), s.PerEpoch, tc.StepsPerCall)
+	if tc.LRScheduler != "" && tc.LRScheduler != train.LRConstant {
+		fmt.Fprintf(stderr, "learning rate %g, %s schedule", tc.LR, tc.LRScheduler)
+		if tc.DecaysLR() {
+			fmt.Fprintf(stderr, " to 0 at step %d", tc.LRTotalSteps)
+		}
+		fmt.Fprintf(stderr, ", warmup %d steps\n", tc.LRWarmupSteps)
+	}
 }
 
 // trainReport shows a training's progress.
