@@ -153,7 +153,7 @@ func TestCondFlagErrors(t *testing.T) {
 }
 
 // Issue 13's "ddpm sample --class 3 draws threes", for both bundled conditional models, with the
-// defaults a user gets (the CPU's default sampler, guidance 2): our bundled classifier of each data set
+// defaults a user gets (the CPU's default sampler of each model, guidance 2): our bundled classifier of each data set
 // must recognise the requested class in at least 7 of 8 samples (the study measured 99.99% and 98.4%
 // at S = 2; an unguided or broken model scores about 1 in 10).
 func TestBundledConditionalModelsDrawTheClass(t *testing.T) {
@@ -161,15 +161,23 @@ func TestBundledConditionalModelsDrawTheClass(t *testing.T) {
 	for _, c := range []struct {
 		model, classifier string
 		class             int
-	}{{"", "classifier-mnist", 3}, {"fashion-mnist-cond", "classifier-fashion-mnist", 7}} {
+		sampler           string // pipeline.DefaultSamplerFor on a CPU
+	}{
+		{"", "classifier-mnist", 3, "DPM-Solver++ 2M, 10 steps"},
+		{"fashion-mnist-cond", "classifier-fashion-mnist", 7, "DPM-Solver++ 2M Karras, 10 steps"},
+	} {
 		out := filepath.Join(t.TempDir(), "x.safetensors")
 		// The oneDNN engine, as a CPU user samples (the pure-Go backend takes ~50 s per model here).
 		args := []string{"sample", "--class", fmt.Sprint(c.class), "--n", "8", "--seed", "1", "--out", out, "--backend", "onednn"}
 		if c.model != "" {
 			args = append(args, "--model", c.model)
 		}
-		if _, stderr, err := ddpm(t, args...); err != nil {
+		stdout, stderr, err := ddpm(t, args...)
+		if err != nil {
 			t.Fatalf("sample %v: %v\n%s", args, err, stderr)
+		}
+		if !strings.Contains(stdout, c.sampler) {
+			t.Errorf("sample %v: %q; want the default sampler %s", args, stdout, c.sampler)
 		}
 		x := readF32(t, out, "sample")
 		for i, v := range x {

@@ -213,19 +213,22 @@ func (f *sampleFlags) load(ctx context.Context, stderr io.Writer) (*pipeline.Pip
 	return p, name, err
 }
 
-// bundled reports whether the samples come from a bundled model (no --run; no --model, or the name of a
-// bundled one that is not also a folder here), which samples with pipeline.DefaultSampler.
-func (f *sampleFlags) bundled() bool {
-	if *f.run != "" {
-		return false
+// bundled names the bundled model the samples come from (no --run; no --model, or the name of a
+// bundled one that is not also a folder here), which samples with pipeline.DefaultSamplerFor; "" when
+// they come from elsewhere.
+func (f *sampleFlags) bundled() string {
+	switch {
+	case *f.run != "":
+		return ""
+	case *f.model == "" && *f.cond.class != "":
+		return "mnist-cond"
+	case *f.model == "":
+		return "mnist"
 	}
-	if *f.model == "" {
-		return true
+	if _, err := os.Stat(*f.model); err == nil || !slices.Contains(models.Names(), *f.model) {
+		return ""
 	}
-	if _, err := os.Stat(*f.model); err == nil {
-		return false
-	}
-	return slices.Contains(models.Names(), *f.model)
+	return *f.model
 }
 
 // plan builds the sampling plan the flags ask for (chooseSampler), after checking --steps against the
@@ -239,7 +242,7 @@ func (f *sampleFlags) plan(p *pipeline.Pipeline, info backend.Info) (sampler.Pla
 
 // chooseSampler builds the sampling plan the flags ask for (pipeline.Choice: the scheduler class built from
 // the pipeline's scheduler_config.json as diffusers' from_config does), or the default one.
-func chooseSampler(p *pipeline.Pipeline, class string, steps int, eta float64, variance string, karras bool, settings []string, bundled, cpu bool) (sampler.Plan, string, error) {
+func chooseSampler(p *pipeline.Pipeline, class string, steps int, eta float64, variance string, karras bool, settings []string, bundled string, cpu bool) (sampler.Plan, string, error) {
 	cfg, err := p.SchedulerJSON()
 	if err != nil {
 		return nil, "", err
@@ -247,12 +250,12 @@ func chooseSampler(p *pipeline.Pipeline, class string, steps int, eta float64, v
 	c := pipeline.Choice{Class: class, Steps: steps, Eta: eta, Karras: karras, Overrides: settings}
 	if class == "" {
 		switch {
-		case bundled:
-			def := pipeline.DefaultSampler(cpu)
+		case bundled != "":
+			def := pipeline.DefaultSamplerFor(bundled, cpu)
 			c.Class = def.Class
+			c.Karras = karras || def.Karras
 			if steps == 0 {
-				c = def
-				c.Eta, c.Karras, c.Overrides = eta, karras, settings
+				c.Steps = def.Steps
 			}
 		case p.DefaultScheduler() == pipeline.DDIMScheduler:
 			c.Class = "ddim"
