@@ -180,8 +180,8 @@ func (tr *Trainer) step(st *train.State, batch []int) (float32, error) {
 	}
 	st.Step++
 	c0 := tr.cfg
-	// The schedule's factor in float64, the product rounded once to float32 (the graph multiplies two
-	// float32s: the two differ by at most an ulp of the learning rate).
+	// The schedule's factor in float64, the product rounded once to float32 (the graph computes the
+	// factor in float32: the two differ by float32 rounding, 1e-6 relative at most; train's tests).
 	opt := AdamWConfig{LR: c0.LR * c0.LRFactor(st.Step-1), Beta1: c0.Beta1, Beta2: c0.Beta2, Eps: c0.Eps, WeightDecay: c0.WeightDecay, MaxGradNorm: c0.MaxGradNorm}
 	p, grad := tr.g.Weights(), tr.g.Gradient()
 	// The optimizer's loops run on the engine thread, in its team of threads, like every C call.
