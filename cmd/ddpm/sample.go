@@ -54,7 +54,7 @@ func newSampleFlags(stderr io.Writer) *sampleFlags {
 	return &sampleFlags{fs: fs,
 		run:        fs.String("run", "", "a run folder of ddpm train (its EMA weights)"),
 		model:      fs.String("model", "", "a diffusers pipeline folder, a bundled model (mnist, mnist-cond, fashion-mnist, fashion-mnist-cond) or a hub name such as google/ddpm-cifar10-32 (default: the bundled MNIST model)"),
-		sampler:    fs.String("sampler", "", "dpmsolver++, sde-dpmsolver++, euler, euler_ancestral, heun, ddim or ddpm (default: the pipeline's scheduler; see pipeline.DefaultSampler for the bundled model)"),
+		sampler:    fs.String("sampler", "", "dpmsolver++, sde-dpmsolver++, euler, euler_ancestral, heun, ddim or ddpm (default: the pipeline's scheduler; for a bundled model, pipeline.DefaultSamplerFor: DPM-Solver++ 2M, Karras sigmas for Fashion-MNIST)"),
 		scheduler:  fs.String("scheduler", "", "same as --sampler, in diffusers' words (a class name such as DPMSolverMultistepScheduler also works)"),
 		karras:     fs.Bool("karras", false, "Karras sigmas (use_karras_sigmas) for dpmsolver++, euler and heun"),
 		schedSet:   stringsFlag(fs, "scheduler-config", "a scheduler setting key=value over the pipeline's scheduler_config.json, e.g. solver_order=3 (repeatable)"),
