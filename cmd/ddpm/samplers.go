@@ -17,6 +17,7 @@ import (
 	"github.com/ddpm/ddpm/pipeline"
 	"github.com/ddpm/ddpm/sampler"
 	"github.com/ddpm/ddpm/viz"
+	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
@@ -73,31 +74,18 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	if *report != "" {
-		if *intro == "" && *md != "" {
-			if p := filepath.Join(filepath.Dir(*md), "samplers-intro.md"); fileExists(p) {
-				*intro = p
-			}
-		}
-		head := "# " + *title + "\n\n"
-		if *intro != "" {
-			b, err := os.ReadFile(*intro)
-			if err != nil {
-				return err
-			}
-			head += strings.TrimSpace(string(b)) + "\n\n"
+		head, err := samplersHead(*title, *intro, *md)
+		if err != nil {
+			return err
 		}
 		return samplersReport(strings.Split(*report, ","), *md, *imgDir, head, stdout)
 	}
 	if *refArg == "" {
 		return usagef("samplers: give --ref, e.g. mnist:test")
 	}
-	var evals []int
-	for _, f := range strings.Split(*evalsArg, ",") {
-		e, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || e < 1 {
-			return usagef("samplers: --evals %q: want positive integers", *evalsArg)
-		}
-		evals = append(evals, e)
+	evals, err := parseEvals(*evalsArg)
+	if err != nil {
+		return err
 	}
 	gen, err := newFIDGenerator(ctx, *runDir, *modelFlag, "ddim", 1, 0, stderr)
 	if err != nil {
@@ -111,38 +99,10 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	type cell struct {
-		name   string
-		run    pipeline.Run
-		budget int
+	cells, err := samplerPlans(cfg, *list, evals, *ddpmSteps)
+	if err != nil {
+		return err
 	}
-	var cells []cell
-	for _, name := range strings.Split(*list, ",") {
-		name = strings.TrimSpace(name)
-		class, opt, _ := strings.Cut(name, ":")
-		for _, e := range evals {
-			c := pipeline.Choice{Class: class, Steps: e, Karras: opt == "karras"}
-			if opt != "" && opt != "karras" {
-				return usagef("samplers: %q: the only option is :karras", name)
-			}
-			if strings.EqualFold(class, "heun") {
-				c.Steps = (e + 1) / 2
-			}
-			r, err := c.Plan(cfg)
-			if err != nil {
-				return usagef("samplers: %s: %v", name, err)
-			}
-			cells = append(cells, cell{name, r, e})
-		}
-	}
-	if *ddpmSteps > 0 {
-		r, err := pipeline.Choice{Class: "ddpm", Steps: *ddpmSteps}.Plan(cfg)
-		if err != nil {
-			return err
-		}
-		cells = append(cells, cell{"ddpm", r, *ddpmSteps})
-	}
-
 	ref, err := parseRef(*refArg)
 	if err != nil {
 		return err
@@ -151,22 +111,22 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	ext, err := loadExtractor(*featArg, "", *classDir, ref, gen.shape)
-	if err != nil {
+	st := samplersStudy{gen: gen, n: *n, batch: min(*batch, *n), seed: *seed, fb: 500}
+	if *featArg != "classifier" {
+		st.fb = 250
+	}
+	if st.ext, err = loadExtractor(*featArg, "", *classDir, ref, gen.shape); err != nil {
 		return err
 	}
-	fb := 500
-	if *featArg != "classifier" {
-		fb = 250
-	}
-	refStats, _, err := ref.stats(ctx, b, ext, *dataDir, fb, gen.shape, false, stderr)
-	if err != nil {
+	if st.refStats, _, err = ref.stats(ctx, b, st.ext, *dataDir, st.fb, gen.shape, false, stderr); err != nil {
 		return err
 	}
 	name := *dataset
 	if name == "" {
 		name = ref.dataset()
 	}
+	st.proto = samplersCell{Dataset: name, Source: describeSource(gen.src, *runDir == "" && *modelFlag == ""), N: *n, Ref: ref.String(),
+		RefN: st.refStats.N, Extractor: st.ext.Extractor().Name, Batch: st.batch, Backend: info.Kind.String(), Device: info.Device}
 	var out io.Writer = stdout
 	if *outPath != "" {
 		f, err := os.OpenFile(*outPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -176,59 +136,17 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		defer f.Close()
 		out = io.MultiWriter(stdout, f)
 	}
-	runner, err := sampler.NewRunner(b, gen.model)
-	if err != nil {
+	if st.runner, err = sampler.NewRunner(b, gen.model); err != nil {
 		return err
 	}
-	defer runner.Finalize()
-	size := gen.shape[0] * gen.shape[1] * gen.shape[2]
-	bs := min(*batch, *n)
+	defer st.runner.Finalize()
+	st.b = b
 	start := time.Now()
 	for i, c := range cells {
-		res := samplersCell{Dataset: name, Source: describeSource(gen.src, *runDir == "" && *modelFlag == ""), Sampler: c.name, Desc: c.run.Desc, Steps: len(c.run.Timesteps),
-			Evals: len(c.run.Plan), Budget: c.budget, N: *n, Ref: ref.String(), RefN: refStats.N, Extractor: ext.Extractor().Name, Batch: bs,
-			Backend: info.Kind.String(), Device: info.Device}
-		if c.name == "ddpm" || c.run.Class == pipeline.HeunDiscreteScheduler {
-			res.Steps = len(c.run.Plan)
-			if c.run.Class == pipeline.HeunDiscreteScheduler {
-				res.Steps = (len(c.run.Plan) + 1) / 2
-			}
-		}
-		t0 := time.Now()
-		vals := make([]float32, 0, *n*size)
-		for k := 0; len(vals) < *n*size; k++ {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			x, err := runner.Run(c.run.Plan, sampler.Options{N: bs, Shape: gen.shape[:], Seed: *seed + int64(k), StepsPerCall: stepsPerCall, Context: ctx})
-			if err != nil {
-				return err
-			}
-			v, err := tensors.CopyFlatData[float32](x)
-			x.FinalizeAll()
-			if err != nil {
-				return err
-			}
-			if k == 0 {
-				res.FirstBatchS, res.Compiled = time.Since(t0).Seconds(), runner.Stats().Compiled
-			}
-			vals = append(vals, v[:min(len(v), *n*size-len(vals))]...)
-		}
-		res.SampleS = time.Since(t0).Seconds()
-		t1 := time.Now()
-		feats, err := extractFeatures(ctx, b, ext, toUnit(vals), *n, gen.shape, fb, "generated", io.Discard)
+		res, err := st.measure(ctx, c)
 		if err != nil {
 			return err
 		}
-		st, err := fid.ComputeStats(feats, len(feats) / *n)
-		if err != nil {
-			return err
-		}
-		st.Extractor = ext.Extractor()
-		if res.FID, err = fid.Distance(st, refStats); err != nil {
-			return err
-		}
-		res.FeaturesS = time.Since(t1).Seconds()
 		line, err := json.Marshal(res)
 		if err != nil {
 			return err
@@ -238,6 +156,143 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			c.name, res.Evals, res.FID, res.SampleS)
 	}
 	return nil
+}
+
+// samplersHead is the report's title and, when there is one, its introduction: --intro, or
+// samplers-intro.md beside --md.
+func samplersHead(title, intro, md string) (string, error) {
+	if intro == "" && md != "" {
+		if p := filepath.Join(filepath.Dir(md), "samplers-intro.md"); fileExists(p) {
+			intro = p
+		}
+	}
+	head := "# " + title + "\n\n"
+	if intro != "" {
+		b, err := os.ReadFile(intro)
+		if err != nil {
+			return "", err
+		}
+		head += strings.TrimSpace(string(b)) + "\n\n"
+	}
+	return head, nil
+}
+
+// parseEvals reads --evals: positive integers, comma-separated.
+func parseEvals(arg string) ([]int, error) {
+	var evals []int
+	for _, f := range strings.Split(arg, ",") {
+		e, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || e < 1 {
+			return nil, usagef("samplers: --evals %q: want positive integers", arg)
+		}
+		evals = append(evals, e)
+	}
+	return evals, nil
+}
+
+// samplerPlan is one cell of the study before it runs: a sampler as --samplers names it, its plan, and
+// the model evaluations asked for.
+type samplerPlan struct {
+	name   string
+	run    pipeline.Run
+	budget int
+}
+
+// samplerPlans builds every cell: each sampler of list at each budget of evals (Heun at (e+1)/2
+// steps), built from the pipeline's scheduler config cfg, then DDPM with ddpmSteps steps when > 0.
+func samplerPlans(cfg []byte, list string, evals []int, ddpmSteps int) ([]samplerPlan, error) {
+	var cells []samplerPlan
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		class, opt, _ := strings.Cut(name, ":")
+		if opt != "" && opt != "karras" {
+			return nil, usagef("samplers: %q: the only option is :karras", name)
+		}
+		for _, e := range evals {
+			c := pipeline.Choice{Class: class, Steps: e, Karras: opt == "karras"}
+			if strings.EqualFold(class, "heun") {
+				c.Steps = (e + 1) / 2
+			}
+			r, err := c.Plan(cfg)
+			if err != nil {
+				return nil, usagef("samplers: %s: %v", name, err)
+			}
+			cells = append(cells, samplerPlan{name, r, e})
+		}
+	}
+	if ddpmSteps > 0 {
+		r, err := pipeline.Choice{Class: "ddpm", Steps: ddpmSteps}.Plan(cfg)
+		if err != nil {
+			return nil, err
+		}
+		cells = append(cells, samplerPlan{"ddpm", r, ddpmSteps})
+	}
+	return cells, nil
+}
+
+// samplersStudy is what the cells share: the model and its compiled step graphs (runner), the
+// feature extractor and the reference statistics, and the fields every result line repeats (proto).
+type samplersStudy struct {
+	gen      *fidGenerator
+	b        backends.Backend
+	runner   *sampler.Runner
+	ext      featureExtractor
+	refStats *fid.Stats
+	proto    samplersCell
+	n, batch int
+	fb       int // feature-extraction batch
+	seed     int64
+}
+
+// measure samples one cell's n images in batches (batch k from seed S+k, as in every cell) and scores
+// them against the reference.
+func (st *samplersStudy) measure(ctx context.Context, c samplerPlan) (samplersCell, error) {
+	res := st.proto
+	res.Sampler, res.Desc, res.Steps, res.Evals, res.Budget = c.name, c.run.Desc, len(c.run.Timesteps), len(c.run.Plan), c.budget
+	if c.name == "ddpm" {
+		res.Steps = len(c.run.Plan)
+	}
+	if c.run.Class == pipeline.HeunDiscreteScheduler {
+		res.Steps = (len(c.run.Plan) + 1) / 2
+	}
+	shape := st.gen.shape
+	size := shape[0] * shape[1] * shape[2]
+	t0 := time.Now()
+	vals := make([]float32, 0, st.n*size)
+	for k := 0; len(vals) < st.n*size; k++ {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		x, err := st.runner.Run(c.run.Plan, sampler.Options{N: st.batch, Shape: shape[:], Seed: st.seed + int64(k), StepsPerCall: stepsPerCall, Context: ctx})
+		if err != nil {
+			return res, err
+		}
+		v, err := tensors.CopyFlatData[float32](x)
+		x.FinalizeAll()
+		if err != nil {
+			return res, err
+		}
+		if k == 0 {
+			res.FirstBatchS, res.Compiled = time.Since(t0).Seconds(), st.runner.Stats().Compiled
+		}
+		vals = append(vals, v[:min(len(v), st.n*size-len(vals))]...)
+	}
+	res.SampleS = time.Since(t0).Seconds()
+	t1 := time.Now()
+	feats, err := extractFeatures(ctx, st.b, st.ext, toUnit(vals), st.n, shape, st.fb, "generated", io.Discard)
+	if err != nil {
+		return res, err
+	}
+	stats, err := fid.ComputeStats(feats, len(feats)/st.n)
+	if err != nil {
+		return res, err
+	}
+	stats.Extractor = st.ext.Extractor()
+	if res.FID, err = fid.Distance(stats, st.refStats); err != nil {
+		return res, err
+	}
+	res.FeaturesS = time.Since(t1).Seconds()
+	return res, nil
 }
 
 // samplersReport writes docs/samplers.md-style tables and one plot per data set from the JSON lines of
