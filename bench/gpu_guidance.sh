@@ -26,6 +26,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 C=${COND_DIR:-.data/cond}
 M=${MNIST_DIR:-.data/t10k/mnist}
 F=${FASHION_DIR:-.data/t10k/fashion-mnist}
+# SAMPLER (any of ddpm sample's, default ddim), KARRAS=1 and STEPS choose the sampler.
 SCALES=${SCALES:-0,1,2,3,5,7}
 STEPS=${STEPS:-50}
 S="$OUT/summary.txt"
@@ -35,7 +36,7 @@ for d in ${ONLY:-mnist fashion-mnist}; do rm -f "$OUT/$d.jsonl"; done
 measure() { # data model-dir data-dir [classifier-dir]
   local t=$EPOCHREALTIME
   timeout 500 ./.bin/guidance --data "$1" --model "$2" --data-dir "$3" ${4:+--classifier "$4"} --split test \
-    --scales "$SCALES" --per-class 1000 --batch 1000 --sampler ddim --steps "$STEPS" --eta 1 \
+    --scales "$SCALES" --per-class 1000 --batch 1000 --sampler "${SAMPLER:-ddim}" ${KARRAS:+--karras} --steps "$STEPS" --eta 1 \
     --json "$OUT/$1.jsonl" --grid "$OUT/$1-guidance.png" --grid-k 3 > "/tmp/guidance-$1.txt" 2>&1
   echo "$1: exit $?, wall $(awk "BEGIN{print $EPOCHREALTIME - $t}") s" >> "/tmp/guidance-$1.txt"
 }

@@ -28,7 +28,6 @@ import (
 	"github.com/ddpm/ddpm/nn"
 	"github.com/ddpm/ddpm/pipeline"
 	"github.com/ddpm/ddpm/sampler"
-	"github.com/ddpm/ddpm/schedule"
 	"github.com/ddpm/ddpm/train"
 	"github.com/ddpm/ddpm/viz"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -40,6 +39,7 @@ type result struct {
 	Model         string    `json:"model"`
 	Scale         float64   `json:"guidance"`
 	Sampler       string    `json:"sampler"`
+	Desc          string    `json:"desc"` // the sampler in words, with its options (Karras sigmas, eta)
 	Steps         int       `json:"steps"`
 	Eta           float64   `json:"eta"`
 	N             int       `json:"n"`
@@ -72,7 +72,8 @@ func run() error {
 		scalesF  = flag.String("scales", "0,1,2,3,5,7", "guidance scales")
 		perClass = flag.Int("per-class", 1000, "samples per class and scale")
 		batch    = flag.Int("batch", 1000, "samples per sampling call (must divide --per-class)")
-		kind     = flag.String("sampler", "ddim", "ddim or ddpm")
+		kind     = flag.String("sampler", "ddim", "any of ddpm sample's: dpmsolver++, sde-dpmsolver++, euler, euler_ancestral, heun, ddim, ddpm")
+		karras   = flag.Bool("karras", false, "Karras sigmas (dpmsolver++, euler, heun)")
 		steps    = flag.Int("steps", 50, "sampling steps")
 		eta      = flag.Float64("eta", 1, "DDIM eta")
 		seed     = flag.Int64("seed", 0, "seed: class c, batch k uses seed+1000c+k at every scale")
@@ -117,24 +118,16 @@ func run() error {
 		return err
 	}
 	model := train.SamplerModel(p.UNet, flat)
-	sched, err := schedule.New(p.Schedule)
+	// The sampler built from the pipeline's scheduler config, as ddpm sample builds it (from_config).
+	cfg, err := p.SchedulerJSON()
 	if err != nil {
 		return err
 	}
-	var plan sampler.Plan
-	switch *kind {
-	case "ddim":
-		c := p.DDIM
-		c.Eta = *eta
-		plan, err = c.Plan(sched, *steps)
-	case "ddpm":
-		plan, err = p.DDPM.Plan(sched, *steps)
-	default:
-		return fmt.Errorf("--sampler %q: want ddim or ddpm", *kind)
-	}
+	choice, err := pipeline.Choice{Class: *kind, Steps: *steps, Eta: *eta, Karras: *karras}.Plan(cfg)
 	if err != nil {
-		return err
+		return fmt.Errorf("--sampler %s: %w", *kind, err)
 	}
+	plan := choice.Plan
 	shape := []int{uc.InChannels, uc.SampleSize[0], uc.SampleSize[1]}
 	size := shape[0] * shape[1] * shape[2]
 
@@ -235,7 +228,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		res := result{Data: *dataName, Model: *modelDir, Scale: s, Sampler: *kind, Steps: *steps, Eta: *eta, N: n, PerClass: *perClass,
+		res := result{Data: *dataName, Model: *modelDir, Scale: s, Sampler: *kind, Desc: choice.Desc, Steps: *steps, Eta: *eta, N: n, PerClass: *perClass,
 			Ref: *dataName + ":" + *split, RefN: real.Len(), SampleS: el.Seconds(), Backend: info.String()}
 		if *kind != "ddim" {
 			res.Eta = 0
