@@ -111,7 +111,7 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	st := samplersStudy{gen: gen, n: *n, batch: min(*batch, *n), seed: *seed, fb: 500}
+	st := samplersStudy{gen: gen, b: b, n: *n, batch: min(*batch, *n), seed: *seed, fb: 500}
 	if *featArg != "classifier" {
 		st.fb = 250
 	}
@@ -140,7 +140,6 @@ func runSamplers(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer st.runner.Finalize()
-	st.b = b
 	start := time.Now()
 	for i, c := range cells {
 		res, err := st.measure(ctx, c)
